@@ -53,8 +53,10 @@ class Network:
         while True:
             timer = self._next_timer()
             packet_at = self._queue[0][0] if self._queue else None
-            if timer is not None and timer[0] <= until and (
-                packet_at is None or timer[0] < packet_at
+            if (
+                timer is not None
+                and timer[0] <= until
+                and (packet_at is None or timer[0] < packet_at)
             ):
                 self.now = max(self.now, timer[0])
                 timer[1].handle_timer(self.now)
