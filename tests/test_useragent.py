@@ -123,7 +123,7 @@ def test_lost_invite_is_retransmitted_on_timer_a() -> None:
         return False
 
     net = Network(drop=drop_first_invite)
-    alice, bob = pair(net)
+    alice, _bob = pair(net)
     alice.invite("sip:bob@127.0.0.1:5002", 0.0)
     net.run_until(2.0)
     invite_times = [t for t, _, _, d in net.log if d.startswith(b"INVITE")]
@@ -180,7 +180,7 @@ def test_register_to_nowhere_caps_retransmissions_at_t2() -> None:
 
 def test_rejected_call_is_acked_by_the_transaction() -> None:
     net = Network()
-    alice, bob = pair(net, answer_status=486)
+    alice, _bob = pair(net, answer_status=486)
     alice.invite("sip:bob@127.0.0.1:5002", 0.0)
     net.run_until(1.0)
     failed = events(alice)[-1]
@@ -213,7 +213,7 @@ def test_cancel_of_a_ringing_call() -> None:
 def test_cancel_before_any_provisional_waits_for_one() -> None:
     """Section 9.1: no CANCEL before a provisional response arrived."""
     net = Network(delay_s=0.1)
-    alice, bob = pair(net, ring_time_s=10.0)
+    alice, _bob = pair(net, ring_time_s=10.0)
     call_id = alice.invite("sip:bob@127.0.0.1:5002", 0.0)
     alice.hangup(call_id, 0.0)
     net.run_until(0.15)
@@ -256,7 +256,8 @@ def test_malformed_request_is_answered_400_and_the_ua_carries_on() -> None:
     net = Network()
     alice, bob = pair(net)
     garbage = (
-        b"INVITE sip:bob@127.0.0.1:5002 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKx\r\n"
+        b"INVITE sip:bob@127.0.0.1:5002 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKx\r\n"
         b"From: <sip:alice@127.0.0.1>;tag=1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: bad\r\n"
         b"CSeq: 1 INVITE\r\nContent-Length: -1\r\n\r\n"
     )
@@ -280,7 +281,7 @@ def test_malformed_request_is_answered_400_and_the_ua_carries_on() -> None:
 
 def test_options_and_unknown_methods_are_answered() -> None:
     net = Network()
-    alice, bob = pair(net)
+    _alice, bob = pair(net)
     for method, expected in (("OPTIONS", "200 OK"), ("MESSAGE", "501 Not Implemented")):
         request = Request(method, parse_uri("sip:bob@127.0.0.1:5002"))
         request.headers.add("Via", f"SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bK{method}")
