@@ -399,3 +399,17 @@ def test_stale_nonce_is_retried_not_reported() -> None:
     net.run_until(5.0)
     assert [type(e) for e in events(ua)] == [Registered]
     assert len(registrar.registers) == 3
+
+
+def test_connection_failure_fails_the_call_at_once_with_503() -> None:
+    net = Network()
+    alice = UserAgent(UserAgentConfig("alice", "127.0.0.1", B), A, transport="TCP")
+    net.attach(alice, A)
+    call_id = alice.invite("sip:bob@127.0.0.1:5002", 0.0)
+    net.run_until(0.5)
+    alice.connection_failed(B, 0.5)
+    failed = events(alice)
+    assert len(failed) == 1 and isinstance(failed[0], CallFailed)
+    assert (failed[0].call_id, failed[0].status, failed[0].at) == (call_id, 503, 0.5)
+    assert alice.client_transactions == {} and alice.counters["transport_errors"] == 1
+    assert len(net.sent("INVITE")) == 1  # reliable transport: no retransmission

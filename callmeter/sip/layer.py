@@ -210,6 +210,22 @@ class TransactionLayer:
         self.counters["timeouts"] += 1
         self.emit(TransactionTimedOut(now, tx.request.method, tx.request.call_id))
 
+    def transport_failed(self, tx: ClientTransaction, now: float) -> None:
+        """Section 8.1.3.1: a transport error is treated as a 503 from the next hop."""
+        self.counters["transport_errors"] += 1
+        headers = Headers()
+        for name in ("via", "from", "to", "call-id", "cseq"):
+            for value in tx.request.headers.get_all(name):
+                headers.add(name.title(), value)
+        self.response_received(tx, Response(503, "Transport Error", headers), now)
+
+    def connection_failed(self, addr: Address, now: float) -> None:
+        """The shell could not deliver to ``addr`` (connection refused or reset): every
+        client transaction waiting on it fails at once instead of at Timer B/F."""
+        self.now = now
+        for tx in [t for t in self.client_transactions.values() if t.addr == addr]:
+            tx.transport_error(now)
+
     def transaction_terminated(self, tx: Transaction) -> None:
         if isinstance(tx, ClientTransaction):
             self.client_transactions.pop(tx.key, None)

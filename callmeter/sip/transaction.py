@@ -64,6 +64,7 @@ class TransactionUser(Protocol):
     def cancel_timer(self, tx: Transaction, letter: str) -> None: ...
     def response_received(self, tx: ClientTransaction, response: Response, now: float) -> None: ...
     def transaction_timed_out(self, tx: Transaction, now: float) -> None: ...
+    def transport_failed(self, tx: ClientTransaction, now: float) -> None: ...
     def transaction_terminated(self, tx: Transaction) -> None: ...
 
 
@@ -174,6 +175,13 @@ class ClientTransaction(Transaction):
     def receive_response(self, response: Response, now: float) -> None:
         self.fire(_response_class(response), now, response)
 
+    def transport_error(self, now: float) -> None:
+        """The request could not be sent (e.g. TCP connection refused): section 17.1.4."""
+        self.fire("transport_error", now)
+
+    def _transport_failed(self, now: float, message: Request | Response | None) -> None:
+        self.user.transport_failed(self, now)
+
     def _deliver(self, now: float, message: Request | Response | None) -> None:
         assert isinstance(message, Response)
         self.user.response_received(self, message, now)
@@ -189,12 +197,14 @@ class InviteClientTransaction(ClientTransaction):
     TABLE: ClassVar[Table] = {
         (S.CALLING, "timer_A"): (S.CALLING, "_retransmit"),
         (S.CALLING, "timer_B"): (S.TERMINATED, "_timed_out"),
+        (S.CALLING, "transport_error"): (S.TERMINATED, "_transport_failed"),
         (S.CALLING, "1xx"): (S.PROCEEDING, "_provisional"),
         (S.CALLING, "2xx"): (S.ACCEPTED, "_accepted"),
         (S.CALLING, "final"): (S.COMPLETED, "_completed"),
         (S.PROCEEDING, "1xx"): (S.PROCEEDING, "_deliver"),
         (S.PROCEEDING, "2xx"): (S.ACCEPTED, "_accepted"),
         (S.PROCEEDING, "final"): (S.COMPLETED, "_completed"),
+        (S.PROCEEDING, "transport_error"): (S.TERMINATED, "_transport_failed"),
         (S.ACCEPTED, "2xx"): (S.ACCEPTED, "_deliver"),
         (S.ACCEPTED, "timer_M"): (S.TERMINATED, "_noop"),
         (S.COMPLETED, "final"): (S.COMPLETED, "_resend_ack"),
@@ -257,11 +267,13 @@ class NonInviteClientTransaction(ClientTransaction):
     TABLE: ClassVar[Table] = {
         (S.TRYING, "timer_E"): (S.TRYING, "_retransmit"),
         (S.TRYING, "timer_F"): (S.TERMINATED, "_timed_out"),
+        (S.TRYING, "transport_error"): (S.TERMINATED, "_transport_failed"),
         (S.TRYING, "1xx"): (S.PROCEEDING, "_deliver"),
         (S.TRYING, "2xx"): (S.COMPLETED, "_completed"),
         (S.TRYING, "final"): (S.COMPLETED, "_completed"),
         (S.PROCEEDING, "timer_E"): (S.PROCEEDING, "_retransmit"),
         (S.PROCEEDING, "timer_F"): (S.TERMINATED, "_timed_out"),
+        (S.PROCEEDING, "transport_error"): (S.TERMINATED, "_transport_failed"),
         (S.PROCEEDING, "1xx"): (S.PROCEEDING, "_deliver"),
         (S.PROCEEDING, "2xx"): (S.COMPLETED, "_completed"),
         (S.PROCEEDING, "final"): (S.COMPLETED, "_completed"),

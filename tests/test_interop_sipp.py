@@ -1,0 +1,83 @@
+"""Our user agents against real SIPp on loopback: our UAC to `sipp -sn uas`, `sipp -sn uac`
+to our UAS, over UDP and TCP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from callmeter.endpoint import Endpoint
+from callmeter.sip.events import CallAnswered, CallEnded, IncomingCall
+from callmeter.sip.useragent import UserAgentConfig
+from callmeter.transport import run
+from tests.peers import Sipp
+
+pytestmark = [pytest.mark.interop]
+
+
+async def poll(predicate: Callable[[], bool], timeout: float) -> None:
+    """Poll ``predicate`` with a deadline while our event loop keeps serving."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def poll_exit(sipp: Sipp, timeout: float) -> int:
+    """Wait for SIPp to exit while our loop keeps serving."""
+    await poll(lambda: sipp.returncode is not None, timeout)
+    assert sipp.returncode is not None
+    return sipp.returncode
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_our_uac_calls_sipp_uas(transport: str) -> None:
+    with Sipp.uas(transport=transport) as sipp:  # type: ignore[arg-type]
+
+        async def scenario() -> None:
+            config = UserAgentConfig("alice", "127.0.0.1", ("127.0.0.1", sipp.port))
+            caller = await Endpoint.open(config, transport=transport.upper())
+            try:
+                for _ in range(3):
+                    call_id = caller.call(f"sip:service@127.0.0.1:{sipp.port}")
+                    answered = await caller.wait_for(CallAnswered, call_id=call_id)
+                    assert isinstance(answered, CallAnswered)
+                    assert answered.timing.ringing is not None  # SIPp's uas sends 180
+                    caller.hangup(call_id)
+                    ended = await caller.wait_for(CallEnded, call_id=call_id)
+                    assert isinstance(ended, CallEnded) and ended.status == 200
+                assert caller.ua.counters["malformed"] == 0
+                # SIPp's uas counts a call only 4 s after its BYE, and drops calls whose TCP
+                # connection closed before that: keep ours open until it has counted.
+                await poll(lambda: sipp.counter("SuccessfulCall") == 3, timeout=15)
+            finally:
+                await caller.close()
+
+        run(scenario())
+        assert sipp.counter("FailedCall") == 0
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_sipp_uac_calls_our_uas(transport: str) -> None:
+    async def scenario() -> None:
+        config = UserAgentConfig("service", "127.0.0.1", ("127.0.0.1", 9))
+        callee = await Endpoint.open(config, transport=transport.upper())
+        host, port = callee.ua.local_addr
+        try:
+            sipp = Sipp.uac(f"{host}:{port}", calls=5, rate=20, transport=transport)  # type: ignore[arg-type]
+            with sipp:
+                code = await poll_exit(sipp, timeout=30)
+                assert code == 0, sipp.log()
+                assert sipp.counter("SuccessfulCall") == 5
+            incoming = [e for e in callee.events if isinstance(e, IncomingCall)]
+            ended = [e for e in callee.events if isinstance(e, CallEnded)]
+            assert len(incoming) == 5 and len(ended) == 5
+            assert all(e.by == "remote" for e in ended)
+            assert callee.ua.counters["malformed"] == 0
+        finally:
+            await callee.close()
+
+    run(scenario())
