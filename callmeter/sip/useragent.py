@@ -56,6 +56,7 @@ __all__ = ["Call", "CallState", "NoMedia", "OfferAnswer", "UserAgent", "UserAgen
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 Body = tuple[str, bytes]  # (content type, bytes)
+SentCredentials = tuple[str, Credentials]  # (header name, credentials)
 
 
 class OfferAnswer(Protocol):
@@ -132,7 +133,7 @@ class Call:
     timing: CallTiming = field(default_factory=CallTiming)
     cancel_requested: bool = False
     cancelled: bool = False
-    auth_sent: Credentials | None = None
+    auth_sent: SentCredentials | None = None
     ok: Response | None = None  # our 2xx (UAS), retransmitted until ACK
     ok_interval: float = 0.0
     bye_auth_tried: bool = False
@@ -144,7 +145,7 @@ class _Registration:
     from_tag: str
     cseq: int = 0
     expires: int = 0
-    auth_sent: Credentials | None = None
+    auth_sent: SentCredentials | None = None
     registered: bool = False
 
 
@@ -173,6 +174,7 @@ class UserAgent(TransactionLayer):
             else None
         )
         self._registration: _Registration | None = None
+        self._auth_headers: dict[str, str] = {}  # method -> header its challenge asked for
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -243,23 +245,32 @@ class UserAgent(TransactionLayer):
 
     def _authorize(
         self, request: Request, challenge: tuple[str, Challenge] | None, preauth: bool
-    ) -> Credentials | None:
-        """Add Authorization/Proxy-Authorization answering ``challenge`` (or pre-authorize
-        from the last challenge); returns what was sent."""
+    ) -> SentCredentials | None:
+        """Add Authorization/Proxy-Authorization answering ``challenge``, or pre-authorize
+        from the last challenge when this method was challenged before (in the header that
+        challenge asked for); returns what was sent."""
         if self.digest is None:
             return None
         uri = str(request.uri)
         if challenge is not None:
             header, chal = challenge
+            self._auth_headers[request.method] = header
             creds = self.digest.authorize(chal, request.method, uri, self._cnonce(), request.body)
-        elif preauth:
-            header = "Authorization"
+        elif preauth and request.method in self._auth_headers:
+            header = self._auth_headers[request.method]
             creds = self.digest.preauthorize(request.method, uri, self._cnonce(), request.body)
         else:
             return None
-        if creds is not None:
-            request.headers.add(header, creds.serialize())
-        return creds
+        if creds is None:
+            return None
+        request.headers.add(header, creds.serialize())
+        return header, creds
+
+    def _may_answer(self, challenge: tuple[str, Challenge], sent: SentCredentials | None) -> bool:
+        """Whether to retry: credentials sent in another header do not answer this kind of
+        challenge, so they cannot have been rejected (RFC 3261 sections 22.2 and 22.3)."""
+        answered = sent[1] if sent is not None and sent[0] == challenge[0] else None
+        return not credentials_rejected(challenge[1], answered)
 
     def _challenge_of(self, response: Response) -> tuple[str, Challenge] | None:
         """The digest challenge of a 401/407 that we may answer, with the header to answer
@@ -288,7 +299,7 @@ class UserAgent(TransactionLayer):
         status = response.status
         if status in (401, 407):
             challenge = self._challenge_of(response)
-            if challenge is not None and not credentials_rejected(challenge[1], reg.auth_sent):
+            if challenge is not None and self._may_answer(challenge, reg.auth_sent):
                 self._send_register(now, challenge=challenge)
                 return
         elif status == 423 and reg.expires:
@@ -433,7 +444,7 @@ class UserAgent(TransactionLayer):
             return
         if status in (401, 407) and not call.cancel_requested:
             challenge = self._challenge_of(response)
-            if challenge is not None and not credentials_rejected(challenge[1], call.auth_sent):
+            if challenge is not None and self._may_answer(challenge, call.auth_sent):
                 self._retry_invite(call, challenge, now)
                 return
         if call.cancel_requested and status == 487:
