@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from collections import Counter, deque
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from callmeter.sip.core import Address
@@ -39,10 +39,20 @@ from callmeter.sip.transaction import (
     server_key,
 )
 
-__all__ = ["TraceEntry", "TransactionLayer"]
+__all__ = ["TraceEntry", "TransactionLayer", "Wire"]
 
 # Headers copied from a request into its response (RFC 3261 section 8.2.6.2).
 _COPIED = ("via", "from", "to", "call-id", "cseq")
+
+
+@dataclass(slots=True)
+class Wire:
+    """What cores sharing one socket share: the outgoing queue, the timer heap and the set of
+    cores with events waiting (one socket, one timer, no scan over thousands of cores)."""
+
+    out: list[tuple[bytes, Address]] = field(default_factory=list)
+    heap: TimerHeap = field(default_factory=TimerHeap)
+    ready: dict[TransactionLayer, None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,7 @@ class TransactionLayer:
         timers: TimerConfig | None = None,
         rng: random.Random | None = None,
         trace_limit: int = 64,
+        wire: Wire | None = None,
     ) -> None:
         self.local_addr = local_addr
         self.transport = transport.upper()
@@ -78,24 +89,34 @@ class TransactionLayer:
         self.counters: Counter[str] = Counter()
         self.trace: deque[TraceEntry] = deque(maxlen=trace_limit)
         self._trace_on = trace_limit > 0
-        self._out: list[tuple[bytes, Address]] = []
-        self._heap = TimerHeap()
+        self.wire = wire or Wire()
         self._events: deque[Event] = deque()
         self.now = 0.0  # the latest ``now`` any entry point was given (for trace stamps)
+        self.label = ""  # added to our Call-IDs so a shared socket can route responses
 
     # -- SansIOCore ---------------------------------------------------------------------
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        self.now = now
-        self.counters["received"] += 1
-        if self._trace_on:
-            self.trace.append(TraceEntry(now, "in", addr, data))
         if not data.strip(b"\r\n"):
             return  # keep-alive (RFC 5626 section 4.4.1)
         try:
             message = parse_message(data)
         except ParseError as error:
+            self.now = now
+            self.counters["received"] += 1
+            if self._trace_on:
+                self.trace.append(TraceEntry(now, "in", addr, data))
             self._malformed(data, addr, error, now)
             return
+        self.receive_message(message, data, addr, now)
+
+    def receive_message(
+        self, message: Request | Response, data: bytes, addr: Address, now: float
+    ) -> None:
+        """Take a message already parsed from ``data`` (a shared socket parses once)."""
+        self.now = now
+        self.counters["received"] += 1
+        if self._trace_on:
+            self.trace.append(TraceEntry(now, "in", addr, data))
         if isinstance(message, Response):
             self._receive_response(message, addr, now)
         else:
@@ -103,19 +124,24 @@ class TransactionLayer:
 
     def handle_timer(self, now: float) -> None:
         self.now = now
-        for key in self._heap.pop_due(now):
+        for key in self.wire.heap.pop_due(now):
             assert isinstance(key, tuple)
             owner = key[0]
             if isinstance(owner, Transaction):
+                layer = owner.user
+                if isinstance(layer, TransactionLayer):
+                    layer.now = now
                 owner.handle_timer(key[1], now)
-            else:
-                self.timer_fired(key, now)
+            elif isinstance(owner, TransactionLayer):
+                owner.now = now
+                owner.timer_fired(key[1:], now)
 
     def get_timer(self) -> float | None:
-        return self._heap.next_deadline()
+        return self.wire.heap.next_deadline()
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        out, self._out = self._out, []
+        out = self.wire.out
+        self.wire.out = []
         return out
 
     def next_event(self) -> Event | None:
@@ -124,13 +150,14 @@ class TransactionLayer:
     # -- for subclasses -----------------------------------------------------------------
     def emit(self, event: Event) -> None:
         self._events.append(event)
+        self.wire.ready[self] = None
 
     def schedule(self, key: tuple[Hashable, ...], when: float) -> None:
         """Arm an application timer; ``timer_fired(key, now)`` runs when it is due."""
-        self._heap.arm(key, when)
+        self.wire.heap.arm((self, *key), when)
 
     def unschedule(self, key: tuple[Hashable, ...]) -> None:
-        self._heap.cancel(key)
+        self.wire.heap.cancel((self, *key))
 
     def new_branch(self) -> str:
         return f"{MAGIC_COOKIE}{self.rng.getrandbits(64):016x}"
@@ -195,16 +222,16 @@ class TransactionLayer:
 
     # -- TransactionUser ----------------------------------------------------------------
     def transmit(self, data: bytes, addr: Address) -> None:
-        self._out.append((data, addr))
+        self.wire.out.append((data, addr))
         self.counters["sent"] += 1
         if self._trace_on:
             self.trace.append(TraceEntry(self.now, "out", addr, data))
 
     def arm_timer(self, tx: Transaction, letter: str, when: float) -> None:
-        self._heap.arm((tx, letter), when)
+        self.wire.heap.arm((tx, letter), when)
 
     def cancel_timer(self, tx: Transaction, letter: str) -> None:
-        self._heap.cancel((tx, letter))
+        self.wire.heap.cancel((tx, letter))
 
     def transaction_timed_out(self, tx: Transaction, now: float) -> None:
         self.counters["timeouts"] += 1

@@ -206,7 +206,7 @@ class UserAgent(TransactionLayer):
         return Request(method, request_uri, headers)
 
     def _new_call_id(self) -> str:
-        return f"{self.rng.getrandbits(96):024x}@{self.local_addr[0]}"
+        return f"{self.rng.getrandbits(96):024x}{self.label}@{self.local_addr[0]}"
 
     def _cnonce(self) -> str:
         return f"{self.rng.getrandbits(64):016x}"
