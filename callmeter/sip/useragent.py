@@ -130,13 +130,21 @@ class Call:
     state: CallState = CallState.CALLING
     tx: Transaction | None = None
     dialog: Dialog | None = None
-    timing: CallTiming = field(default_factory=CallTiming)
+    times: dict[str, float] = field(default_factory=dict)  # CallTiming field -> now
     cancel_requested: bool = False
     cancelled: bool = False
     auth_sent: SentCredentials | None = None
     ok: Response | None = None  # our 2xx (UAS), retransmitted until ACK
     ok_interval: float = 0.0
     bye_auth_tried: bool = False
+
+    def mark(self, step: str, now: float) -> None:
+        """Record when ``step`` (a CallTiming field) first happened."""
+        self.times.setdefault(step, now)
+
+    @property
+    def timing(self) -> CallTiming:
+        return CallTiming(**self.times)
 
 
 @dataclass(slots=True)
@@ -363,8 +371,7 @@ class UserAgent(TransactionLayer):
 
     def _send_invite(self, call: Call, now: float) -> None:
         call.tx = self.send_request(call.invite, self._first_hop(call.invite), now)
-        if call.timing.invite is None:
-            call.timing = replace(call.timing, invite=now)
+        call.mark("invite", now)
 
     def _first_hop(self, request: Request) -> Address:
         return self.config.proxy
@@ -406,7 +413,7 @@ class UserAgent(TransactionLayer):
         request.headers.add("User-Agent", self.config.user_agent)
         self._authorize(request, None, preauth=True)
         call.state = CallState.TERMINATING
-        call.timing = replace(call.timing, bye=now)
+        call.mark("bye", now)
         self.unschedule(("2xx", call.call_id))
         self.send_request(request, call.dialog.next_hop(self.config.proxy), now)
 
@@ -421,18 +428,15 @@ class UserAgent(TransactionLayer):
             for value in call.invite.headers.get_all(name):
                 ack.headers.add(name, value)
         self.send_stateless(ack, dialog.next_hop(self.config.proxy))
-        if call.timing.ack is None:
-            call.timing = replace(call.timing, ack=now)
+        call.mark("ack", now)
 
     def _invite_response(self, call: Call, response: Response, now: float) -> None:
         status = response.status
         if status < 200:
             if status == 100:
-                if call.timing.trying is None:
-                    call.timing = replace(call.timing, trying=now)
+                call.mark("trying", now)
             else:
-                if call.timing.ringing is None:
-                    call.timing = replace(call.timing, ringing=now)
+                call.mark("ringing", now)
                 self.emit(CallRinging(now, call.call_id, status))
             if call.state is CallState.CALLING:
                 call.state = CallState.EARLY
@@ -480,7 +484,7 @@ class UserAgent(TransactionLayer):
         self._send_ack(call, response, now)
         if call.state in (CallState.CALLING, CallState.EARLY):
             call.state = CallState.CONFIRMED
-            call.timing = replace(call.timing, answered=now)
+            call.mark("answered", now)
             failure = self.offer_answer.answer_received(call.call_id, _body(response))
             if failure is not None:
                 self._send_bye(call, now)
@@ -530,10 +534,10 @@ class UserAgent(TransactionLayer):
             self.respond(tx, self.make_response(request, 482), now)
             return
         call = self.calls[call_id] = Call(call_id, "uas", request, tx=tx)
-        call.timing = CallTiming(invite=now)
+        call.mark("invite", now)
         call.dialog = Dialog.from_uas(request, self.new_token())
         self.respond(tx, self.make_response(request, 100), now)
-        call.timing = replace(call.timing, trying=now)
+        call.mark("trying", now)
         self.emit(IncomingCall(now, call_id, str(request.from_.uri), str(request.to.uri)))
         if self.config.answer_status >= 300:
             self.respond(tx, self._response(call, self.config.answer_status), now)
@@ -543,7 +547,7 @@ class UserAgent(TransactionLayer):
         elif self.config.ring_time_s > 0:
             self.respond(tx, self._response(call, 180), now)
             call.state = CallState.EARLY
-            call.timing = replace(call.timing, ringing=now)
+            call.mark("ringing", now)
             self.schedule(("answer", call_id), now + self.config.ring_time_s)
         else:
             self._answer(call, now)
@@ -561,7 +565,7 @@ class UserAgent(TransactionLayer):
         call.ok = self._response(call, 200, answer)
         self.respond(tx, call.ok, now)
         call.state = CallState.ANSWERED
-        call.timing = replace(call.timing, answered=now)
+        call.mark("answered", now)
         if not self.reliable:
             call.ok_interval = self.timers.t1
             self.schedule(("2xx", call.call_id), now + call.ok_interval)
@@ -572,7 +576,7 @@ class UserAgent(TransactionLayer):
         if call is None or call.role != "uas" or call.state is not CallState.ANSWERED:
             return  # an ACK retransmission, or for a call we no longer know
         call.state = CallState.CONFIRMED
-        call.timing = replace(call.timing, ack=now)
+        call.mark("ack", now)
         if call.dialog is not None:
             call.dialog.confirmed = True
         self.unschedule(("2xx", call.call_id))
@@ -616,7 +620,7 @@ class UserAgent(TransactionLayer):
             self.respond(tx, response, now)
             return
         self.respond(tx, self.make_response(request, 200), now)
-        call.timing = replace(call.timing, bye=now)
+        call.mark("bye", now)
         self._finish(call, now, CallEnded(now, call.call_id, "remote", 200, call.timing))
 
     # -- responses and timers ---------------------------------------------------------------
@@ -707,7 +711,7 @@ class UserAgent(TransactionLayer):
         if call.state is CallState.TERMINATED:
             return
         call.state = CallState.TERMINATED
-        call.timing = replace(call.timing, ended=now)
+        call.mark("ended", now)
         self.unschedule(("answer", call.call_id))
         self.unschedule(("2xx", call.call_id))
         self.unschedule(("ack-timeout", call.call_id))

@@ -1,0 +1,103 @@
+"""Call-rate load: one user agent on one socket placing short calls at a steady rate.
+
+This is the SIPp ``-sn uac`` equivalent used by the benchmarks: calls are paced by one ticker
+(no task per call), each answered call is hung up at once (or after ``call_duration_s``), and
+the run reports attempts, successes and failures by status. It also measures its own
+lateness (ticker lag) so an overloaded generator is never mistaken for a failing server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from callmeter.sip.core import Address
+from callmeter.sip.events import CallAnswered, CallCancelled, CallEnded, CallFailed
+from callmeter.sip.useragent import UserAgent, UserAgentConfig
+from callmeter.transport import open_udp
+
+__all__ = ["CallRateResult", "run_call_rate"]
+
+TICK_S = 0.005
+
+
+@dataclass(slots=True)
+class CallRateResult:
+    rate_cps: float
+    duration_s: float
+    attempted: int = 0
+    succeeded: int = 0
+    failed: Counter[int] = field(default_factory=Counter)
+    unfinished: int = 0
+    max_tick_lag_s: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values()) + self.unfinished
+
+    @property
+    def achieved_cps(self) -> float:
+        return self.succeeded / self.elapsed_s if self.elapsed_s else 0.0
+
+
+async def run_call_rate(
+    target: Address,
+    *,
+    rate_cps: float,
+    duration_s: float,
+    call_duration_s: float = 0.0,
+    user: str = "service",
+    drain_timeout_s: float = 10.0,
+) -> CallRateResult:
+    """Call ``sip:user@target`` ``rate_cps`` times a second for ``duration_s``."""
+    loop = asyncio.get_running_loop()
+    host, port = target
+    config = UserAgentConfig("load", host, target)
+    agent = UserAgent(config, ("127.0.0.1", 0), trace_limit=0)
+    result = CallRateResult(rate_cps, duration_s)
+    pending: set[str] = set()
+
+    def on_activity() -> None:
+        now = loop.time()
+        while (event := agent.next_event()) is not None:
+            if isinstance(event, CallAnswered):
+                if call_duration_s > 0:
+                    loop.call_later(call_duration_s, hangup, event.call_id)
+                else:
+                    agent.hangup(event.call_id, now)
+            elif isinstance(event, CallEnded):
+                pending.discard(event.call_id)
+                result.succeeded += 1
+            elif isinstance(event, (CallFailed, CallCancelled)):
+                pending.discard(event.call_id)
+                result.failed[getattr(event, "status", 487)] += 1
+
+    transport = await open_udp(agent, "127.0.0.1", 0, on_activity=on_activity)
+    agent.local_addr = transport.local_address
+
+    def hangup(call_id: str) -> None:
+        agent.hangup(call_id, loop.time())
+        transport.flush()
+
+    uri = f"sip:{user}@{host}:{port}"
+    start = loop.time()
+    total = int(rate_cps * duration_s)
+    while result.attempted < total:
+        now = loop.time()
+        due = min(total, int((now - start) * rate_cps) + 1)
+        for _ in range(due - result.attempted):
+            pending.add(agent.invite(uri, now))
+        result.attempted = max(result.attempted, due)
+        transport.flush()
+        next_tick = start + result.attempted / rate_cps
+        await asyncio.sleep(max(0.0, min(TICK_S, next_tick - loop.time())))
+        result.max_tick_lag_s = max(result.max_tick_lag_s, loop.time() - next_tick)
+    deadline = loop.time() + drain_timeout_s
+    while pending and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    result.elapsed_s = loop.time() - start
+    result.unfinished = len(pending)
+    transport.close()
+    return result
