@@ -57,7 +57,9 @@ async def run_call_rate(
     config = UserAgentConfig("load", host, target)
     agent = UserAgent(config, ("127.0.0.1", 0), trace_limit=0)
     result = CallRateResult(rate_cps, duration_s)
+    total = int(rate_cps * duration_s)
     pending: set[str] = set()
+    drained = asyncio.Event()
 
     def on_activity() -> None:
         now = loop.time()
@@ -73,6 +75,8 @@ async def run_call_rate(
             elif isinstance(event, (CallFailed, CallCancelled)):
                 pending.discard(event.call_id)
                 result.failed[getattr(event, "status", 487)] += 1
+        if not pending and result.attempted >= total:
+            drained.set()
 
     transport = await open_udp(agent, "127.0.0.1", 0, on_activity=on_activity)
     agent.local_addr = transport.local_address
@@ -83,7 +87,6 @@ async def run_call_rate(
 
     uri = f"sip:{user}@{host}:{port}"
     start = loop.time()
-    total = int(rate_cps * duration_s)
     while result.attempted < total:
         now = loop.time()
         due = min(total, int((now - start) * rate_cps) + 1)
@@ -94,9 +97,11 @@ async def run_call_rate(
         next_tick = start + result.attempted / rate_cps
         await asyncio.sleep(max(0.0, min(TICK_S, next_tick - loop.time())))
         result.max_tick_lag_s = max(result.max_tick_lag_s, loop.time() - next_tick)
-    deadline = loop.time() + drain_timeout_s
-    while pending and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+    if pending:
+        try:
+            await asyncio.wait_for(drained.wait(), drain_timeout_s)
+        except TimeoutError:
+            pass
     result.elapsed_s = loop.time() - start
     result.unfinished = len(pending)
     transport.close()
