@@ -7,7 +7,6 @@ happened; ``callmeter registrar`` runs the built-in registrar in the foreground.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
