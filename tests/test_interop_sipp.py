@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from callmeter.endpoint import Endpoint
-from callmeter.sip.events import CallAnswered, CallEnded, IncomingCall
+from callmeter.sip.events import CallAnswered, CallEnded, CallFailed, IncomingCall
 from callmeter.sip.useragent import UserAgentConfig
 from callmeter.transport import run
-from tests.peers import Sipp
+from tests.peers import Sipp, free_port, wait_until
 
 pytestmark = [pytest.mark.interop]
 
@@ -33,9 +34,22 @@ async def poll_exit(sipp: Sipp, timeout: float) -> int:
     return sipp.returncode
 
 
+def bound(port: int, transport: str) -> bool:
+    """Whether something on this machine has ``port`` bound (LISTEN for TCP), from /proc."""
+    table = Path(f"/proc/net/{transport}").read_text().splitlines()[1:]
+    wanted = f":{port:04X}"
+    listen = "0A"
+    for line in table:
+        fields = line.split()
+        if fields[1].endswith(wanted) and (transport == "udp" or fields[3] == listen):
+            return True
+    return False
+
+
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_our_uac_calls_sipp_uas(transport: str) -> None:
     with Sipp.uas(transport=transport) as sipp:  # type: ignore[arg-type]
+        wait_until(lambda: bound(sipp.port, transport), 10, what="sipp listening")
 
         async def scenario() -> None:
             config = UserAgentConfig("alice", "127.0.0.1", ("127.0.0.1", sipp.port))
@@ -79,5 +93,20 @@ def test_sipp_uac_calls_our_uas(transport: str) -> None:
             assert callee.ua.counters["malformed"] == 0
         finally:
             await callee.close()
+
+    run(scenario())
+
+
+def test_tcp_connection_refused_fails_the_call_at_once() -> None:
+    async def scenario() -> None:
+        refused = free_port("tcp")  # nothing listens there
+        config = UserAgentConfig("alice", "127.0.0.1", ("127.0.0.1", refused))
+        caller = await Endpoint.open(config, transport="TCP")
+        try:
+            call_id = caller.call(f"sip:bob@127.0.0.1:{refused}")
+            failed = await caller.wait_for(CallFailed, call_id=call_id, timeout=5)
+            assert isinstance(failed, CallFailed) and failed.status == 503
+        finally:
+            await caller.close()
 
     run(scenario())

@@ -1,0 +1,31 @@
+"""The thin asyncio shell: sockets and clocks around a sans-I/O ``SansIOCore``.
+
+One transport object per socket drives exactly one core (a user agent, the registrar, or a
+multiplexer of many user agents). See ``callmeter.sip.core`` for the contract.
+"""
+
+from callmeter.transport.loop import (
+    CoreDriver,
+    TransportStats,
+    loop_implementation,
+    new_event_loop,
+    run,
+    uvloop_available,
+)
+from callmeter.transport.tcp import DEFAULT_CONNECT_TIMEOUT_S, TcpTransport, open_tcp
+from callmeter.transport.udp import SOCKET_BUFFER_BYTES, UdpTransport, open_udp
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_S",
+    "SOCKET_BUFFER_BYTES",
+    "CoreDriver",
+    "TcpTransport",
+    "TransportStats",
+    "UdpTransport",
+    "loop_implementation",
+    "new_event_loop",
+    "open_tcp",
+    "open_udp",
+    "run",
+    "uvloop_available",
+]
