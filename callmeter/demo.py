@@ -54,7 +54,7 @@ async def _call(
     call_id = caller.call(f"sip:{names[1]}@{domain}")
     try:
         outcome = await caller.wait_for(
-            CallAnswered, CallFailed, call_id=call_id, timeout=timeout_s
+            CallAnswered, CallFailed, call_id=call_id, within_s=timeout_s
         )
     except EventTimeout:
         caller.hangup(call_id)
@@ -63,7 +63,7 @@ async def _call(
         return CallReport(*names, outcome.reason, outcome.status, outcome.timing)
     await asyncio.sleep(hold_s)  # the call is up: hold it for its duration
     caller.hangup(call_id)
-    ended = await caller.wait_for(CallEnded, call_id=call_id, timeout=timeout_s)
+    ended = await caller.wait_for(CallEnded, call_id=call_id, within_s=timeout_s)
     assert isinstance(ended, CallEnded)
     result = "answered" if ended.status < 300 else f"BYE answered {ended.status}"
     return CallReport(*names, result, ended.status, ended.timing)

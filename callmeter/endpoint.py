@@ -46,7 +46,9 @@ class Endpoint:
         offer_answer: OfferAnswer | None = None,
         rng: random.Random | None = None,
     ) -> Endpoint:
-        ua = UserAgent(config, (host, port), transport=transport, offer_answer=offer_answer, rng=rng)
+        ua = UserAgent(
+            config, (host, port), transport=transport, offer_answer=offer_answer, rng=rng
+        )
         endpoint = cls(ua)
         opener = open_udp if transport.upper() == "UDP" else open_tcp
         endpoint._transport = await opener(ua, host, port, on_activity=endpoint._drain)
@@ -90,11 +92,11 @@ class Endpoint:
 
     # -- waiting ----------------------------------------------------------------------------
     async def wait_for(
-        self, *kinds: type[Event], timeout: float = 10.0, call_id: str | None = None
+        self, *kinds: type[Event], within_s: float = 10.0, call_id: str | None = None
     ) -> Event:
         """The first not-yet-consumed event of one of ``kinds`` (for ``call_id`` if given);
-        events of other kinds stay pending. Raises :class:`EventTimeout` after ``timeout``."""
-        deadline = self._now() + timeout
+        events of other kinds stay pending. Raises :class:`EventTimeout` after ``within_s``."""
+        deadline = self._now() + within_s
         while True:
             for index, event in enumerate(self._pending):
                 if isinstance(event, kinds) and (
@@ -106,7 +108,8 @@ class Endpoint:
             if remaining <= 0:
                 names = ", ".join(k.__name__ for k in kinds)
                 seen = ", ".join(type(e).__name__ for e in self._pending) or "nothing"
-                raise EventTimeout(f"{self.ua.config.username}: no {names} in {timeout} s; saw {seen}")
+                who = self.ua.config.username
+                raise EventTimeout(f"{who}: no {names} within {within_s} s; saw {seen}")
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)

@@ -3,8 +3,6 @@ to our UAS, over UDP and TCP."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,25 +11,10 @@ from callmeter.endpoint import Endpoint
 from callmeter.sip.events import CallAnswered, CallEnded, CallFailed, IncomingCall
 from callmeter.sip.useragent import UserAgentConfig
 from callmeter.transport import run
+from tests.aio import poll, sipp_exit
 from tests.peers import Sipp, free_port, wait_until
 
 pytestmark = [pytest.mark.interop]
-
-
-async def poll(predicate: Callable[[], bool], timeout: float) -> None:
-    """Poll ``predicate`` with a deadline while our event loop keeps serving."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true after {timeout} s")
-        await asyncio.sleep(0.05)
-
-
-async def poll_exit(sipp: Sipp, timeout: float) -> int:
-    """Wait for SIPp to exit while our loop keeps serving."""
-    await poll(lambda: sipp.returncode is not None, timeout)
-    assert sipp.returncode is not None
-    return sipp.returncode
 
 
 def bound(port: int, transport: str) -> bool:
@@ -66,7 +49,7 @@ def test_our_uac_calls_sipp_uas(transport: str) -> None:
                 assert caller.ua.counters["malformed"] == 0
                 # SIPp's uas counts a call only 4 s after its BYE, and drops calls whose TCP
                 # connection closed before that: keep ours open until it has counted.
-                await poll(lambda: sipp.counter("SuccessfulCall") == 3, timeout=15)
+                await poll(lambda: sipp.counter("SuccessfulCall") == 3, 15, "sipp counted 3 calls")
             finally:
                 await caller.close()
 
@@ -83,7 +66,7 @@ def test_sipp_uac_calls_our_uas(transport: str) -> None:
         try:
             sipp = Sipp.uac(f"{host}:{port}", calls=5, rate=20, transport=transport)  # type: ignore[arg-type]
             with sipp:
-                code = await poll_exit(sipp, timeout=30)
+                code = await sipp_exit(sipp)
                 assert code == 0, sipp.log()
                 assert sipp.counter("SuccessfulCall") == 5
             incoming = [e for e in callee.events if isinstance(e, IncomingCall)]
@@ -104,7 +87,7 @@ def test_tcp_connection_refused_fails_the_call_at_once() -> None:
         caller = await Endpoint.open(config, transport="TCP")
         try:
             call_id = caller.call(f"sip:bob@127.0.0.1:{refused}")
-            failed = await caller.wait_for(CallFailed, call_id=call_id, timeout=5)
+            failed = await caller.wait_for(CallFailed, call_id=call_id, within_s=5)
             assert isinstance(failed, CallFailed) and failed.status == 503
         finally:
             await caller.close()
