@@ -106,6 +106,7 @@ class UserAgentConfig:
     ring_time_s: float = 0.0
     answer_status: int = 200
     user_agent: str = "callmeter/0.1"
+    preauthorize: bool = True  # reuse the last nonce (nc + 1) instead of waiting for a 401
     timers: TimerConfig = field(default_factory=TimerConfig)
 
     @property
@@ -264,7 +265,7 @@ class UserAgent(TransactionLayer):
             header, chal = challenge
             self._auth_headers[request.method] = header
             creds = self.digest.authorize(chal, request.method, uri, self._cnonce(), request.body)
-        elif preauth and request.method in self._auth_headers:
+        elif preauth and self.config.preauthorize and request.method in self._auth_headers:
             header = self._auth_headers[request.method]
             creds = self.digest.preauthorize(request.method, uri, self._cnonce(), request.body)
         else:
