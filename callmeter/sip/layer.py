@@ -235,7 +235,7 @@ class TransactionLayer:
 
     def transaction_timed_out(self, tx: Transaction, now: float) -> None:
         self.counters["timeouts"] += 1
-        self.emit(TransactionTimedOut(now, tx.request.method, tx.request.call_id))
+        self.emit(TransactionTimedOut(now, tx.method, tx.call_id))
 
     def transport_failed(self, tx: ClientTransaction, now: float) -> None:
         """Section 8.1.3.1: a transport error is treated as a 503 from the next hop."""

@@ -25,6 +25,7 @@ import enum
 from typing import ClassVar, Protocol
 
 from callmeter.sip.core import Address
+from callmeter.sip.errors import LocalProtocolError
 from callmeter.sip.headers import Headers
 from callmeter.sip.message import Request, Response
 from callmeter.sip.timers import TimerConfig
@@ -95,7 +96,18 @@ class Transaction:
     """Shared machinery: the transition table, timers and the last message sent."""
 
     TABLE: ClassVar[Table]
-    __slots__ = ("addr", "config", "key", "last_sent", "reliable", "request", "state", "user")
+    __slots__ = (
+        "_request",
+        "addr",
+        "call_id",
+        "config",
+        "key",
+        "last_sent",
+        "method",
+        "reliable",
+        "state",
+        "user",
+    )
 
     def __init__(
         self,
@@ -108,13 +120,23 @@ class Transaction:
         state: TxState,
     ) -> None:
         self.user = user
-        self.request = request
+        self._request: Request | None = request
+        self.method = request.method
+        self.call_id = request.call_id
         self.addr = addr
         self.reliable = reliable
         self.config = config
         self.state = state
         self.last_sent: bytes | None = None
         self.key: tuple[str, ...] = ()
+
+    @property
+    def request(self) -> Request:
+        """The request that started the transaction (released by server transactions once
+        they sent a final response: retransmissions only need the bytes)."""
+        if self._request is None:
+            raise LocalProtocolError(f"{self!r} no longer holds its request")
+        return self._request
 
     def fire(self, event: str, now: float, message: Request | Response | None = None) -> bool:
         """Feed one input; return False when the table absorbs it (no transition)."""
@@ -149,7 +171,7 @@ class Transaction:
         self.user.transaction_timed_out(self, now)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.request.method} {self.state.value} {self.key}>"
+        return f"<{type(self).__name__} {self.method} {self.state.value} {self.key}>"
 
 
 def _response_class(response: Response) -> str:
@@ -174,6 +196,12 @@ class ClientTransaction(Transaction):
 
     def receive_response(self, response: Response, now: float) -> None:
         self.fire(_response_class(response), now, response)
+
+    def abandon(self) -> None:
+        """Give up on the transaction at once, silently (a proxy's Timer C, section 16.8)."""
+        if self.state is not TxState.TERMINATED:
+            self.state = TxState.TERMINATED
+            self._terminate()
 
     def transport_error(self, now: float) -> None:
         """The request could not be sent (e.g. TCP connection refused): section 17.1.4."""
@@ -338,6 +366,12 @@ class ServerTransaction(Transaction):
         assert isinstance(message, Response)
         self._send(message.serialize())
 
+    def _release(self) -> None:
+        """After the final response only its bytes matter: drop the parsed messages so a
+        busy server does not hold thousands of them for Timer J/L (32 s on UDP)."""
+        self._request = None
+        self.last_response = None
+
     def _resend(self, now: float, message: Request | Response | None) -> None:
         if self.last_sent is not None:
             self.user.transmit(self.last_sent, self.addr)
@@ -374,10 +408,12 @@ class InviteServerTransaction(ServerTransaction):
 
     def _accepted(self, now: float, message: Request | Response | None) -> None:
         self._send_response(now, message)
+        self._release()
         self._arm("L", now + self.config.m)
 
     def _completed(self, now: float, message: Request | Response | None) -> None:
         self._send_response(now, message)
+        self._release()
         if not self.reliable:
             self._arm("G", now + self.interval)
         self._arm("H", now + self.config.h)
@@ -422,6 +458,7 @@ class NonInviteServerTransaction(ServerTransaction):
 
     def _completed(self, now: float, message: Request | Response | None) -> None:
         self._send_response(now, message)
+        self._release()
         self._arm("J", now + self.config.j(self.reliable))
 
 

@@ -585,12 +585,8 @@ class UserAgent(TransactionLayer):
         self.emit(CallAnswered(now, call.call_id, call.timing))
 
     def _incoming_cancel(self, request: Request, tx: ServerTransaction, now: float) -> None:
-        branch = request.via[0].branch or ""
-        invite_tx = next(
-            (t for key, t in self.server_transactions.items()
-             if key[0] == branch and key[2] == "INVITE"),
-            None,
-        )  # fmt: skip
+        branch, sent_by, _ = tx.key
+        invite_tx = self.server_transactions.get((branch, sent_by, "INVITE"))
         if invite_tx is None:
             self.respond(tx, self.make_response(request, 481), now)
             return
@@ -626,7 +622,7 @@ class UserAgent(TransactionLayer):
 
     # -- responses and timers ---------------------------------------------------------------
     def response_received(self, tx: ClientTransaction, response: Response, now: float) -> None:
-        method = tx.request.method
+        method = tx.method
         if method == "REGISTER":
             self._registration_response(response, now)
             return
@@ -668,13 +664,13 @@ class UserAgent(TransactionLayer):
 
     def transaction_timed_out(self, tx: Transaction, now: float) -> None:
         super().transaction_timed_out(tx, now)
-        method = tx.request.method
+        method = tx.method
         if method == "REGISTER":
             if self._registration is not None:
                 self._registration.registered = False
             self.emit(RegistrationFailed(now, 408, "Request Timeout"))
             return
-        call = self.calls.get(tx.request.call_id)
+        call = self.calls.get(tx.call_id)
         if call is None:
             return
         if method == "INVITE" and call.state in (CallState.CALLING, CallState.EARLY):
