@@ -5,17 +5,31 @@ values the stack uses (Via, name-addr for From/To/Contact/Route, CSeq).
 lookups are case-insensitive and accept compact forms (``v`` is ``Via``). Comma-separated
 multi-value headers are split with quoted strings and ``<...>`` respected. Written by hand: no
 maintained library parses SIP headers.
+
+Speed: every typed parser tries one precompiled regex for the common shape first (no quoting,
+no escapes, no LWS around separators) and falls back to the general parser, which accepts the
+whole grammar and is the one that words the error. Both give the same result for any input the
+fast regex accepts.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from callmeter.sip.errors import ParseError
-from callmeter.sip.uri import SipUri, Uri, parse_uri
+from callmeter.sip.uri import (
+    FAST_SIP_ADDR,
+    FAST_SIP_ADDR_SPEC,
+    FAST_SIP_PARAMS,
+    SipUri,
+    Uri,
+    bounded_int,
+    parse_uri,
+    sip_uri_from_fast,
+)
 
 __all__ = [
     "CSeq",
@@ -23,7 +37,9 @@ __all__ = [
     "NameAddr",
     "Params",
     "Via",
+    "bounded_int",
     "canonical_name",
+    "header_title",
     "parse_params",
     "split_values",
 ]
@@ -64,14 +80,64 @@ MULTI_VALUE = frozenset(
     }
 )  # fmt: skip
 
-TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+# List headers whose grammar allows an empty value (``Allow:``, ``Supported:``, ``Accept:``).
+EMPTY_LIST_OK = frozenset({"allow", "supported", "accept", "accept-encoding", "accept-language"})
+
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+TOKEN_RE = re.compile(_TOKEN)
 _LWS = " \t"
+# gen-value = token / host / quoted-string (section 25.1); unquoted form only.
+_GEN = r"[A-Za-z0-9\-.!%*_+`'~:\[\]]+"
+_PARAMS_FAST = rf"(?:;{_TOKEN}(?:={_GEN})?)*"
+_PARAMS_FAST_RE = re.compile(_PARAMS_FAST)
+
+# Spelling of a header in error messages where ``.title()`` would get it wrong.
+_TITLES = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version",
+}
+
+# Memo of canonical names: a load test sees the same few dozen header names all day.
+_MEMO_LIMIT, _MEMO_KEY_CHARS = 1024, 64
+_CANONICAL: dict[str, str] = {}
+_PARSED_NAMES: dict[str, tuple[str, str]] = {}  # text before ':' -> (canonical, raw name)
 
 
 def canonical_name(name: str) -> str:
     """Lowercase full header name: ``canonical_name("V") == "via"``."""
+    known = _CANONICAL.get(name)
+    if known is not None:
+        return known
     lower = name.lower()
-    return COMPACT_FORMS.get(lower, lower)
+    result = COMPACT_FORMS.get(lower, lower)
+    if len(name) <= _MEMO_KEY_CHARS and len(_CANONICAL) < _MEMO_LIMIT:
+        _CANONICAL[name] = result
+    return result
+
+
+def header_title(name: str) -> str:
+    """The usual spelling of a header for messages: ``header_title("i") == "Call-ID"``."""
+    key = canonical_name(name)
+    return _TITLES.get(key) or key.title()
+
+
+def _parse_name(text: str) -> tuple[str, str]:
+    """``(canonical, raw)`` for the text before a header line's colon (HCOLON allows LWS)."""
+    known = _PARSED_NAMES.get(text)
+    if known is not None:
+        return known
+    raw = text.rstrip(_LWS)
+    if not TOKEN_RE.fullmatch(raw):
+        raise ParseError(f"invalid header name {raw[:40]!r}")
+    result = (canonical_name(raw), raw)
+    if len(text) <= _MEMO_KEY_CHARS and len(_PARSED_NAMES) < _MEMO_LIMIT:
+        _PARSED_NAMES[text] = result
+    return result
+
+
+_NO_VALUES: tuple[str, ...] = ()
 
 
 class Headers:
@@ -80,11 +146,43 @@ class Headers:
     Typed values parsed from a header are cached until that header changes.
     """
 
-    __slots__ = ("_cache", "_items")
+    __slots__ = ("_cache", "_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        # (canonical name, raw name, value), in wire order
         self._items: list[tuple[str, str, str]] = [(canonical_name(n), n, v) for n, v in items]
-        self._cache: dict[str, object] = {}
+        # canonical name -> values, built on the first lookup, dropped on every change
+        self._index: dict[str, list[str]] | None = None
+        # canonical name -> {parser: typed value}
+        self._cache: dict[str, dict[object, object]] = {}
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str]) -> Headers:
+        """Parse header lines (without their CRLF): unfold continuation lines (RFC 3261
+        section 7.3.1), check each name is a token, strip LWS around each value."""
+        lines = lines if isinstance(lines, list) else list(lines)
+        items: list[tuple[str, str, str]] = []
+        index: dict[str, list[str]] = {}
+        known_names = _PARSED_NAMES
+        for line in lines:
+            name_text, colon, value = line.partition(":")
+            known = known_names.get(name_text) if colon else None
+            if known is None:
+                if line[:1] in (" ", "\t"):
+                    return cls.from_lines(_unfold(lines))
+                if not colon:
+                    raise ParseError(f"header line without a colon: {line[:60]!r}")
+                known = _parse_name(name_text)
+            key = known[0]
+            value = value.strip(_LWS)
+            items.append((key, known[1], value))
+            if key in index:
+                index[key].append(value)
+            else:
+                index[key] = [value]
+        headers = cls.__new__(cls)
+        headers._items, headers._index, headers._cache = items, index, {}
+        return headers
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return ((raw, value) for _, raw, value in self._items)
@@ -95,8 +193,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_name(name)
-        return any(k == key for k, _, _ in self._items)
+        return bool(self._lookup(canonical_name(name)))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -106,33 +203,73 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({list(self)!r})"
 
+    def _lookup(self, key: str) -> Sequence[str]:
+        index = self._index
+        if index is None:
+            index = {}
+            for k, _, value in self._items:
+                if k in index:
+                    index[k].append(value)
+                else:
+                    index[k] = [value]
+            self._index = index
+        return index.get(key, _NO_VALUES)
+
+    def _changed(self, key: str) -> None:
+        self._index = None
+        self._cache.pop(key, None)
+
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first line named ``name``."""
-        key = canonical_name(name)
-        for k, _, value in self._items:
-            if k == key:
-                return value
-        return default
+        values = self._lookup(canonical_name(name))
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """The values of every line named ``name``, each line as it is."""
-        key = canonical_name(name)
-        return [value for k, _, value in self._items if k == key]
+        return list(self._lookup(canonical_name(name)))
+
+    def by_name(self) -> Mapping[str, Sequence[str]]:
+        """Canonical name -> the values of its lines, in order: a snapshot, valid until the
+        next change (one lookup structure for code that checks many headers at once)."""
+        index = self._index
+        if index is None:
+            self._lookup("")
+            index = self._index
+            assert index is not None
+        return index
+
+    def count(self, name: str) -> int:
+        """How many lines named ``name`` there are."""
+        return len(self._lookup(canonical_name(name)))
 
     def values(self, name: str) -> list[str]:
-        """Every value of a multi-value header, split on commas across all its lines."""
-        return [v for line in self.get_all(name) for v in split_values(line)]
+        """Every value of a multi-value header, split on commas across all its lines.
+
+        Raises ParseError, naming the header, for an empty element or value (an empty line is
+        allowed where the grammar allows it: Allow, Supported, Accept...).
+        """
+        key = canonical_name(name)
+        result: list[str] = []
+        try:
+            for line in self._lookup(key):
+                if key in EMPTY_LIST_OK and not line.strip(_LWS):
+                    continue
+                result += split_values(line)
+        except ParseError as exc:
+            raise ParseError(f"{header_title(key)}: {exc}") from None
+        return result
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), name, value))
-        self._cache.pop(canonical_name(name), None)
+        key = canonical_name(name)
+        self._items.append((key, name, value))
+        self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line before the first line of the same header (or at the top)."""
         key = canonical_name(name)
         index = next((i for i, (k, _, _) in enumerate(self._items) if k == key), 0)
         self._items.insert(index, (key, name, value))
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line of ``name`` by one line (kept where the first one was)."""
@@ -144,11 +281,12 @@ class Headers:
             self._items.append(entry)
         else:
             self._items.insert(index, entry)
+        self._changed(key)
 
     def remove(self, name: str) -> None:
         key = canonical_name(name)
         self._items = [item for item in self._items if item[0] != key]
-        self._cache.pop(key, None)
+        self._changed(key)
 
     def pop_first_value(self, name: str) -> str | None:
         """Remove and return the first value of a multi-value header (e.g. the top Via)."""
@@ -160,9 +298,25 @@ class Headers:
                     self._items[index] = (k, raw, ", ".join(rest))
                 else:
                     del self._items[index]
-                self._cache.pop(key, None)
+                self._changed(key)
                 return first
         return None
+
+    def wire_lines(self, content_length: int) -> list[str]:
+        """``Name: value`` for each line, in order, for serialisation: the first Content-Length
+        line says ``content_length`` (one is appended if there is none), later ones are dropped.
+        """
+        lines = []
+        length_written = False
+        for key, raw, value in self._items:
+            if key == "content-length":
+                if length_written:
+                    continue
+                value, length_written = str(content_length), True
+            lines.append(f"{raw}: {value}" if value else f"{raw}:")
+        if not length_written:
+            lines.append(f"Content-Length: {content_length}")
+        return lines
 
     def copy(self) -> Headers:
         new = Headers()
@@ -170,13 +324,39 @@ class Headers:
         return new
 
     def typed(self, name: str, parse: Callable[[Headers], T]) -> T:
-        """``parse(self)`` cached under ``name`` until a line of that header changes."""
-        key = canonical_name(name)
-        try:
-            return self._cache[key]  # type: ignore[return-value]
-        except KeyError:
-            value = self._cache[key] = parse(self)
-            return value
+        """``parse(self)`` cached under ``name`` until a line of that header changes.
+
+        ``parse`` must read only the header ``name``. Two parsers of one header have separate
+        entries. Cached values are shared: treat them as read-only.
+        """
+        key = _CANONICAL.get(name) or canonical_name(name)  # a memo hit needs no call
+        entries = self._cache.get(key)
+        if entries is None:
+            value = parse(self)
+            self._cache[key] = {parse: value}
+        elif parse in entries:
+            return entries[parse]  # type: ignore[return-value]
+        else:
+            value = entries[parse] = parse(self)
+        return value
+
+
+def _unfold(lines: list[str]) -> list[str]:
+    """Join each continuation line to the line before it with one SP (section 7.3.1)."""
+    if lines and lines[0][:1] in (" ", "\t"):
+        raise ParseError("continuation line before the first header")
+    unfolded: list[list[str]] = []
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            unfolded[-1].append(line.strip(_LWS))
+        else:
+            unfolded.append([line.rstrip(_LWS)])
+    return [" ".join(part for part in parts if part) for parts in unfolded]
+
+
+_SPECIAL_RE = re.compile(r'[",<]')
+# Possessive quantifiers: no backtracking, linear on any input.
+_QUOTED_RE = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 
 
 def split_values(value: str) -> list[str]:
@@ -187,58 +367,50 @@ def split_values(value: str) -> list[str]:
     if "," not in value and '"' not in value:
         stripped = value.strip(_LWS)
         if not stripped:
-            raise ParseError(f"empty value in {value!r}")
+            raise ParseError("empty value")
         return [stripped]
     parts: list[str] = []
     start = index = 0
-    length = len(value)
-    while index < length:
-        char = value[index]
+    while (special := _SPECIAL_RE.search(value, index)) is not None:
+        char, index = special.group(), special.start()
         if char == '"':
             index = _skip_quoted(value, index)
-            continue
-        if char == "<":
+        elif char == "<":
             close = value.find(">", index)
             if close < 0:
                 raise ParseError(f"unterminated '<' in {value[:80]!r}")
-            index = close
-        elif char == ",":
+            index = close + 1
+        else:
             parts.append(value[start:index])
-            start = index + 1
-        index += 1
+            start = index = index + 1
     parts.append(value[start:])
-    stripped = [part.strip(_LWS) for part in parts]
-    if not all(stripped):
+    elements = [part.strip(_LWS) for part in parts]
+    if not all(elements):
         raise ParseError(f"empty element in comma-separated value {value[:80]!r}")
-    return stripped
+    return elements
 
 
 def _skip_quoted(value: str, index: int) -> int:
     """Index just past the quoted string starting at ``value[index] == '"'``."""
-    index += 1
-    length = len(value)
-    while index < length:
-        char = value[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char == '"':
-            return index + 1
-        index += 1
-    raise ParseError(f"unterminated quoted string in {value[:80]!r}")
+    match = _QUOTED_RE.match(value, index)
+    if match is None:
+        raise ParseError(f"unterminated quoted string in {value[:80]!r}")
+    return match.end()
 
 
-_GEN_VALUE_RE = re.compile(r'[A-Za-z0-9\-.!%*_+`\'~:\[\]]+|"(?:[^"\\]|\\.)*"')
+_GEN_VALUE_RE = re.compile(rf'{_GEN}|"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 
 
 def parse_params(text: str, what: str) -> Params:
     """Parse ``;name=value;flag...`` (RFC 3261 generic-param) after the main value."""
-    params: list[tuple[str, str | None]] = []
+    if _PARAMS_FAST_RE.fullmatch(text):
+        return _split_fast_params(text)
     if not text.strip(_LWS):
         return ()
     if not text.lstrip(_LWS).startswith(";"):
         raise ParseError(f"{what}: unexpected {text.strip(_LWS)[:40]!r}")
-    for item in _split_semicolons(text.lstrip(_LWS)[1:], what):
+    params: list[tuple[str, str | None]] = []
+    for item in _split_semicolons(text.lstrip(_LWS)[1:]):
         name, equals, value = item.partition("=")
         name, value = name.strip(_LWS), value.strip(_LWS)
         if not TOKEN_RE.fullmatch(name) or (equals and not _GEN_VALUE_RE.fullmatch(value)):
@@ -247,18 +419,31 @@ def parse_params(text: str, what: str) -> Params:
     return tuple(params)
 
 
-def _split_semicolons(text: str, what: str) -> list[str]:
+def _split_fast_params(text: str) -> Params:
+    """The params of a string that matched ``_PARAMS_FAST``."""
+    if not text:
+        return ()
+    params = []
+    for item in text[1:].split(";"):
+        name, equals, value = item.partition("=")
+        params.append((name, value if equals else None))
+    return tuple(params)
+
+
+_SEMICOLON_OR_QUOTE_RE = re.compile(r'[";]')
+
+
+def _split_semicolons(text: str) -> list[str]:
     if '"' not in text:
         return text.split(";")
     items, start, index = [], 0, 0
-    while index < len(text):
-        if text[index] == '"':
+    while (found := _SEMICOLON_OR_QUOTE_RE.search(text, index)) is not None:
+        index = found.start()
+        if found.group() == '"':
             index = _skip_quoted(text, index)
-            continue
-        if text[index] == ";":
+        else:
             items.append(text[start:index])
-            start = index + 1
-        index += 1
+            start = index = index + 1
     items.append(text[start:])
     return items
 
@@ -275,10 +460,11 @@ def _format_params(params: Params) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
 
 
+_VIA_HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+"
+_VIA_FAST_RE = re.compile(rf"SIP/2\.0/({_TOKEN}) ({_VIA_HOST})(?::([0-9]{{1,5}}))?({_PARAMS_FAST})")
 _SENT_PROTOCOL_RE = re.compile(
-    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
-    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)"
-    r"(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
+    rf"({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]+({_VIA_HOST})"
+    r"(?:[ \t]*:[ \t]*([0-9]+))?"
 )
 
 
@@ -294,17 +480,31 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        match = _SENT_PROTOCOL_RE.match(text.strip(_LWS))
-        if match is None:
-            raise ParseError(f"Via: invalid value {text[:80]!r}")
-        name, version, transport, host, port = match.groups()
-        if name.upper() != "SIP":
-            raise ParseError(f"Via: protocol {name!r} is not SIP")
-        if port is not None and int(port) > 65535:
-            raise ParseError(f"Via: invalid port {port}")
-        rest = text.strip(_LWS)[match.end() :]
-        params = parse_params(rest, "Via")
-        return cls(transport.upper(), host, None if port is None else int(port), params, version)
+        fast = _VIA_FAST_RE.fullmatch(text)
+        if fast is not None:
+            transport, host, port_text, params_text = fast.groups()
+            params, version = _split_fast_params(params_text), "2.0"
+            check_rport = "rport=" in params_text.lower()
+        else:
+            text = text.strip(_LWS)
+            match = _SENT_PROTOCOL_RE.match(text)
+            if match is None:
+                raise ParseError(f"Via: expected 'SIP/2.0/transport host', got {text[:80]!r}")
+            name, version, transport, host, port_text = match.groups()
+            if name.upper() != "SIP":
+                raise ParseError(f"Via: protocol {name[:20]!r} is not SIP")
+            params, check_rport = parse_params(text[match.end() :], "Via"), True
+        port = None
+        if port_text is not None:
+            port = bounded_int(port_text, 65535)
+            if port is None:
+                raise ParseError(f"Via: invalid port {port_text[:20]}")
+        if check_rport:
+            for name, value in params:
+                # RFC 3581: rport = "rport" [EQUAL 1*DIGIT]
+                if value and name.lower() == "rport" and not _is_port(value):
+                    raise ParseError(f"Via: invalid rport {value[:20]!r}")
+        return cls(transport.upper(), host, port, params, version)
 
     @property
     def branch(self) -> str | None:
@@ -318,7 +518,7 @@ class Via:
     def rport(self) -> int | None:
         """The ``rport`` value filled in by the server (None if absent or empty)."""
         value = _param(self.params, "rport")
-        return int(value) if value and value.isdigit() else None
+        return bounded_int(value, 65535) if value else None
 
     def param(self, name: str) -> str | None:
         return _param(self.params, name)
@@ -332,7 +532,27 @@ class Via:
         return f"SIP/{self.version}/{self.transport} {self.host}{port}{_format_params(self.params)}"
 
 
-_DISPLAY_TOKENS_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*")
+def _is_port(text: str) -> bool:
+    return bounded_int(text, 65535) is not None
+
+
+_DISPLAY_TOKENS = rf"{_TOKEN}(?:[ \t]+{_TOKEN})*"
+_DISPLAY_TOKENS_RE = re.compile(_DISPLAY_TOKENS)
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+# name-addr with a plain sip: URI: ["display" | tokens] <sip:...> ;params (no escapes anywhere)
+_NAME_ADDR_FAST_RE = re.compile(
+    rf'(?:"([^"\\]*)"[ \t]*|({_DISPLAY_TOKENS})[ \t]*)?'
+    rf"<sip:{FAST_SIP_ADDR}{FAST_SIP_PARAMS}>({_PARAMS_FAST})"
+)
+# addr-spec with a plain sip: URI: sip:user@host ;params
+_ADDR_SPEC_FAST_RE = re.compile(rf"sip:{FAST_SIP_ADDR_SPEC}({_PARAMS_FAST})")
+
+
+def _parse_uri_in(text: str, what: str) -> Uri:
+    try:
+        return parse_uri(text)
+    except ParseError as exc:
+        raise ParseError(f"{what}: {exc}") from None
 
 
 @dataclass(slots=True, frozen=True)
@@ -347,11 +567,33 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str, what: str = "name-addr") -> NameAddr:
+        fast = _NAME_ADDR_FAST_RE.fullmatch(text)
+        if fast is not None:
+            quoted, tokens, user, host, port, uri_params, params = fast.groups()
+            uri = sip_uri_from_fast("sip", user, host, port, uri_params)
+            if uri is not None:
+                display = quoted if quoted is not None else tokens
+                return cls(uri, display, _split_fast_params(params) if params else ())
+        fast = _ADDR_SPEC_FAST_RE.fullmatch(text)
+        if fast is not None:
+            user, host, port, params = fast.groups()
+            uri = sip_uri_from_fast("sip", user, host, port, None)
+            if uri is not None:
+                return cls(uri, None, _split_fast_params(params) if params else ())
+        return cls._parse_general(text, what)
+
+    @classmethod
+    def _parse_general(cls, text: str, what: str) -> NameAddr:
         text = text.strip(_LWS)
+        if not text:
+            raise ParseError(f"{what}: empty value")
         display: str | None = None
         if text.startswith('"'):
-            end = _skip_quoted(text, 0)
-            display = re.sub(r"\\(.)", r"\1", text[1 : end - 1], flags=re.DOTALL)
+            try:
+                end = _skip_quoted(text, 0)
+            except ParseError as exc:
+                raise ParseError(f"{what}: {exc}") from None
+            display = _QUOTED_PAIR_RE.sub(r"\1", text[1 : end - 1])
             text = text[end:].lstrip(_LWS)
             if not text.startswith("<"):
                 raise ParseError(f"{what}: expected '<' after the display name")
@@ -359,7 +601,7 @@ class NameAddr:
             before, _, _ = text.partition("<")
             before = before.strip(_LWS)
             if before and not _DISPLAY_TOKENS_RE.fullmatch(before):
-                raise ParseError(f"{what}: invalid display name {before[:40]!r}")
+                raise ParseError(f"{what}: display name {before[:40]!r} must be quoted")
             display = before or None
             text = text[text.index("<") :]
         if text.startswith("<"):
@@ -368,16 +610,18 @@ class NameAddr:
                 raise ParseError(f"{what}: missing '>' in {text[:80]!r}")
             uri_text, rest = text[1:close], text[close + 1 :]
             if uri_text != uri_text.strip(_LWS):
-                raise ParseError(f"{what}: whitespace inside <...>")
+                raise ParseError(f"{what}: whitespace inside <...> in {text[: close + 1][:80]!r}")
         else:
             # addr-spec form: parameters after ';' belong to the header, not the URI.
             uri_text, semi, rest = text.partition(";")
             uri_text, rest = uri_text.rstrip(_LWS), semi + rest
             if "?" in uri_text or "," in uri_text:
-                raise ParseError(f"{what}: a URI with headers or commas needs <...>")
+                raise ParseError(
+                    f"{what}: URI {uri_text[:60]!r} with '?' or ',' must be enclosed in <...>"
+                )
         if any(c in uri_text for c in " \t"):
             raise ParseError(f"{what}: whitespace inside the URI {uri_text[:60]!r}")
-        return cls(parse_uri(uri_text), display, parse_params(rest, what))
+        return cls(_parse_uri_in(uri_text, what), display, parse_params(rest, what))
 
     @property
     def tag(self) -> str | None:
@@ -406,6 +650,10 @@ class NameAddr:
         return head + _format_params(self.params)
 
 
+_CSEQ_FAST_RE = re.compile(rf"([0-9]{{1,10}}) ({_TOKEN})")
+_CSEQ_SPLIT_RE = re.compile(r"([^ \t]*)[ \t]*(.*)", re.DOTALL)
+
+
 @dataclass(slots=True, frozen=True)
 class CSeq:
     """CSeq (RFC 3261 section 20.16): a sequence number below 2**31 and the method."""
@@ -417,17 +665,25 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        if not text.strip():
-            raise ParseError("CSeq: empty value")
-        number, *method_part = text.split(None, 1)
-        method = method_part[0].strip(_LWS) if method_part else ""
-        if not number.isascii() or not number.isdigit() or len(number) > 12:
-            raise ParseError(f"CSeq: invalid sequence number {number[:20]!r}")
-        if int(number) > cls.MAX:
-            raise ParseError(f"CSeq: sequence number {number[:20]} is larger than 2**31 - 1")
-        if not TOKEN_RE.fullmatch(method):
-            raise ParseError(f"CSeq: invalid method {method[:20]!r}")
-        return cls(int(number), method)
+        fast = _CSEQ_FAST_RE.fullmatch(text)
+        if fast is not None:
+            number, method = fast.groups()
+        else:
+            split = _CSEQ_SPLIT_RE.fullmatch(text.strip(_LWS))
+            assert split is not None  # the regex matches any string
+            number, method = split.groups()
+            if not number:
+                raise ParseError("CSeq: empty value")
+            if not number.isascii() or not number.isdigit():
+                raise ParseError(f"CSeq: invalid sequence number {number[:20]!r}")
+            if not method:
+                raise ParseError("CSeq: missing method")
+            if not TOKEN_RE.fullmatch(method):
+                raise ParseError(f"CSeq: invalid method {method[:20]!r}")
+        seq = bounded_int(number, cls.MAX)
+        if seq is None:
+            raise ParseError(f"CSeq: sequence number {number[:24]} is larger than 2**31 - 1")
+        return cls(seq, method)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
