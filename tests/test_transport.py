@@ -153,7 +153,6 @@ def test_udp_timer_fires_once_at_its_deadline_and_is_not_duplicated(run_on: Runn
         assert server.stats.timers_armed == 1
         await until(lambda: core.fired, "the timer")
         assert core.fired[0] >= deadline
-        assert asyncio.get_running_loop().time() >= deadline
         assert (server.stats.timers_armed, server.stats.timers_fired) == (1, 1)
         assert server.timer_deadline is None
         server.close()

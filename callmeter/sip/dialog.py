@@ -7,6 +7,7 @@ or strict routing and checks the CSeq order of requests it receives (section 12.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -18,15 +19,22 @@ from callmeter.sip.uri import SipUri, Uri
 __all__ = ["Dialog", "uri_address"]
 
 
+@functools.lru_cache(maxsize=4096)
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def uri_address(uri: Uri, default: Address) -> Address:
     """Where to send a request for ``uri``: its host when it is an IP literal (port 5060 or
     5061 for sips unless given), else ``default`` (names are resolved before the core)."""
     if not isinstance(uri, SipUri):
         return default
     host = uri.host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
+    if not _is_ip_literal(host):
         return default
     maddr = uri.param("maddr")
     if maddr:

@@ -169,11 +169,14 @@ class TransactionLayer:
         host, port = self.local_addr
         return f"SIP/2.0/{self.transport} {host}:{port};branch={branch};rport"
 
-    def send_request(self, request: Request, addr: Address, now: float) -> ClientTransaction:
-        """Start a client transaction for ``request`` (its top Via must carry a branch)."""
+    def send_request(
+        self, request: Request, addr: Address, now: float, *, branch: str | None = None
+    ) -> ClientTransaction:
+        """Start a client transaction for ``request``; its top Via carries ``branch`` (given
+        when the caller just made it, else read from the Via)."""
         cls = InviteClientTransaction if request.method == "INVITE" else NonInviteClientTransaction
         self.now = now
-        tx = cls(self, request, addr, reliable=self.reliable, config=self.timers)
+        tx = cls(self, request, addr, reliable=self.reliable, config=self.timers, branch=branch)
         self.client_transactions[tx.key] = tx
         tx.start(now)
         return tx

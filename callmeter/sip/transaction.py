@@ -181,16 +181,18 @@ def _response_class(response: Response) -> str:
 
 
 class ClientTransaction(Transaction):
-    """Sends a request and delivers its responses to the transaction user."""
+    """Sends a request and delivers its responses to the transaction user. ``branch`` is
+    the top Via's branch when the caller knows it (saves parsing our own Via)."""
 
     __slots__ = ("interval",)
 
     def __init__(
         self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
-        config: TimerConfig, state: TxState,
+        config: TimerConfig, state: TxState, branch: str | None = None,
     ) -> None:  # fmt: skip
         super().__init__(user, request, addr, reliable=reliable, config=config, state=state)
-        branch = request.via[0].branch or ""
+        if branch is None:
+            branch = request.via[0].branch or ""
         self.key = client_key(branch, request.method)
         self.interval = config.t1
 
@@ -242,11 +244,12 @@ class InviteClientTransaction(ClientTransaction):
 
     def __init__(
         self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
-        config: TimerConfig,
+        config: TimerConfig, branch: str | None = None,
     ) -> None:  # fmt: skip
         super().__init__(
-            user, request, addr, reliable=reliable, config=config, state=TxState.CALLING
-        )
+            user, request, addr, reliable=reliable, config=config, state=TxState.CALLING,
+            branch=branch,
+        )  # fmt: skip
         self.ack: bytes | None = None
 
     def start(self, now: float) -> None:
@@ -311,11 +314,12 @@ class NonInviteClientTransaction(ClientTransaction):
 
     def __init__(
         self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
-        config: TimerConfig,
+        config: TimerConfig, branch: str | None = None,
     ) -> None:  # fmt: skip
         super().__init__(
-            user, request, addr, reliable=reliable, config=config, state=TxState.TRYING
-        )
+            user, request, addr, reliable=reliable, config=config, state=TxState.TRYING,
+            branch=branch,
+        )  # fmt: skip
 
     def start(self, now: float) -> None:
         self._send(self.request.serialize())

@@ -138,6 +138,7 @@ class Call:
     ok: Response | None = None  # our 2xx (UAS), retransmitted until ACK
     ok_interval: float = 0.0
     bye_auth_tried: bool = False
+    branch: str | None = None  # of our current INVITE (UAC)
 
     def mark(self, step: str, now: float) -> None:
         """Record when ``step`` (a CallTiming field) first happened."""
@@ -198,11 +199,11 @@ class UserAgent(TransactionLayer):
         return f"{head};tag={tag}"
 
     def _base_request(self, method: str, uri: SipUri | str, to: str, call_id: str,
-                      from_tag: str, cseq: int) -> Request:  # fmt: skip
+                      from_tag: str, cseq: int, branch: str) -> Request:  # fmt: skip
         request_uri = uri if isinstance(uri, SipUri) else parse_uri(uri)
         headers = Headers(
             [
-                ("Via", self.via_value(self.new_branch())),
+                ("Via", self.via_value(branch)),
                 ("Max-Forwards", "70"),
                 ("From", self._from_value(from_tag)),
                 ("To", to),
@@ -244,13 +245,14 @@ class UserAgent(TransactionLayer):
         assert reg is not None
         reg.cseq += 1
         uri = f"sip:{self.config.domain}"
+        branch = self.new_branch()
         request = self._base_request(
-            "REGISTER", uri, f"<{self.config.aor}>", reg.call_id, reg.from_tag, reg.cseq
+            "REGISTER", uri, f"<{self.config.aor}>", reg.call_id, reg.from_tag, reg.cseq, branch
         )
         request.headers.add("Expires", str(reg.expires))
         request.headers.add("Allow", ALLOW)
         reg.auth_sent = self._authorize(request, challenge, preauth)
-        self.send_request(request, self.config.proxy, now)
+        self.send_request(request, self.config.proxy, now, branch=branch)
 
     def _authorize(
         self, request: Request, challenge: tuple[str, Challenge] | None, preauth: bool
@@ -359,19 +361,23 @@ class UserAgent(TransactionLayer):
         uri = target if isinstance(target, SipUri) else parse_uri(target)
         if not isinstance(uri, SipUri):
             raise LocalProtocolError(f"can only call sip: or sips: URIs, not {target}")
-        request = self._base_request("INVITE", uri, f"<{uri}>", call_id, self.new_token(), 1)
+        branch = self.new_branch()
+        request = self._base_request(
+            "INVITE", uri, f"<{uri}>", call_id, self.new_token(), 1, branch
+        )
         request.headers.add("Allow", ALLOW)
         body = self.offer_answer.create_offer(call_id)
         if body is not None:
             request.headers.add("Content-Type", body[0])
             request.body = body[1]
-        call = self.calls[call_id] = Call(call_id, "uac", request)
+        call = self.calls[call_id] = Call(call_id, "uac", request, branch=branch)
         call.auth_sent = self._authorize(request, None, preauth=True)
         self._send_invite(call, now)
         return call_id
 
     def _send_invite(self, call: Call, now: float) -> None:
-        call.tx = self.send_request(call.invite, self._first_hop(call.invite), now)
+        hop = self._first_hop(call.invite)
+        call.tx = self.send_request(call.invite, hop, now, branch=call.branch)
         call.mark("invite", now)
 
     def _first_hop(self, request: Request) -> Address:
@@ -410,13 +416,15 @@ class UserAgent(TransactionLayer):
 
     def _send_bye(self, call: Call, now: float) -> None:
         assert call.dialog is not None
-        request = call.dialog.new_request("BYE", self.via_value(self.new_branch()))
+        branch = self.new_branch()
+        request = call.dialog.new_request("BYE", self.via_value(branch))
         request.headers.add("User-Agent", self.config.user_agent)
         self._authorize(request, None, preauth=True)
         call.state = CallState.TERMINATING
         call.mark("bye", now)
         self.unschedule(("2xx", call.call_id))
-        self.send_request(request, call.dialog.next_hop(self.config.proxy), now)
+        hop = call.dialog.next_hop(self.config.proxy)
+        self.send_request(request, hop, now, branch=branch)
 
     def _send_ack(self, call: Call, response: Response, now: float) -> None:
         """The ACK for a 2xx is a new request of the dialog (section 13.2.2.4)."""
@@ -463,7 +471,8 @@ class UserAgent(TransactionLayer):
     def _retry_invite(self, call: Call, challenge: tuple[str, Challenge], now: float) -> None:
         invite = call.invite
         headers = invite.headers.copy()
-        headers.set("Via", self.via_value(self.new_branch()))
+        call.branch = self.new_branch()
+        headers.set("Via", self.via_value(call.branch))
         headers.set("CSeq", f"{invite.cseq.seq + 1} INVITE")
         headers.remove("Authorization")
         headers.remove("Proxy-Authorization")
