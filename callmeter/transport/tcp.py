@@ -177,6 +177,7 @@ class TcpTransport:
             self.stats.framing_errors += 1
             logger.debug("closing connection from %s: %s", connection.peer, exc)
             self._driver.deliver([*exc.messages, exc.offending], connection.peer)
+            self._driver.react_now()  # the answer (a 400) goes out before the close
             self._unroute(connection)  # later sends to this peer must not use it
             connection.close()
             return
