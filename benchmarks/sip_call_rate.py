@@ -26,7 +26,7 @@ from callmeter.transport import run
 from tests.peers import Sipp
 
 SIPP_LADDER = [1000, 2000, 4000, 6000, 8000, 10000]
-OUR_LADDER = [500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000]
+OUR_LADDER = [1000, 2000, 3000, 3500, 4000, 4500, 5000, 5500, 6000, 7000]
 
 
 def _ours_worker(port: int, rate: float, duration: float, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
