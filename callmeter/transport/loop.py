@@ -95,8 +95,9 @@ class CoreDriver:
     Order after every receive or timer: the core takes the input, ``on_activity()`` drains
     its events (and may issue commands), then one flush transmits everything queued and
     re-arms the timer. Datagrams that arrive in one loop iteration are all given to the core
-    first and reacted to once (``call_soon``): under load that halves the work per message. ``handle_timer(now)`` always gets ``now >= `` the armed deadline:
-    asyncio may run a timer up to one clock tick early, and a core must see it as due.
+    first and reacted to once (``call_soon``): under load that halves the work per message.
+    ``handle_timer(now)`` always gets ``now >= `` the armed deadline: asyncio may run a
+    timer up to one clock tick early, and a core must see it as due.
     """
 
     __slots__ = (
