@@ -3,14 +3,16 @@ to our UAS, over UDP and TCP."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from callmeter.endpoint import Endpoint
 from callmeter.sip.events import CallAnswered, CallEnded, CallFailed, IncomingCall
-from callmeter.sip.useragent import UserAgentConfig
-from callmeter.transport import run
+from callmeter.sip.shared import SharedSocket
+from callmeter.sip.useragent import UserAgent, UserAgentConfig
+from callmeter.transport import open_udp, run
 from tests.aio import poll, sipp_exit
 from tests.peers import Sipp, free_port, wait_until
 
@@ -93,3 +95,48 @@ def test_tcp_connection_refused_fails_the_call_at_once() -> None:
             await caller.close()
 
     run(scenario())
+
+
+def test_agents_sharing_one_socket_call_sipp_and_answer_it() -> None:
+    with Sipp.uas() as uas:
+        wait_until(lambda: bound(uas.port, "udp"), 10, what="sipp listening")
+
+        async def scenario() -> None:
+            loop = asyncio.get_running_loop()
+            shared = SharedSocket()
+            agents = [
+                UserAgent(UserAgentConfig(f"trunk{i}", "127.0.0.1", ("127.0.0.1", uas.port)))
+                for i in range(3)
+            ]
+            for agent in agents:
+                shared.add(agent)
+            events: list[tuple[str, object]] = []
+
+            def on_activity() -> None:
+                for agent in shared.ready():
+                    while (event := agent.next_event()) is not None:
+                        if isinstance(agent, UserAgent):
+                            events.append((agent.config.username, event))
+                            if isinstance(event, CallAnswered) and event.call_id in calls:
+                                agent.hangup(event.call_id, loop.time())
+
+            transport = await open_udp(shared, on_activity=on_activity)
+            shared.bind(transport.local_address)
+            host, port = transport.local_address
+            try:
+                calls = {a.invite(f"sip:service@127.0.0.1:{uas.port}", loop.time()) for a in agents}
+                transport.flush()
+                await poll(
+                    lambda: calls <= {e.call_id for _, e in events if isinstance(e, CallEnded)},
+                    10,
+                    "our three calls ended",
+                )
+                with Sipp.uac(f"{host}:{port}", calls=4, rate=20, service="trunk1") as uac:
+                    assert await sipp_exit(uac) == 0, uac.log()
+                incoming = [u for u, e in events if isinstance(e, IncomingCall)]
+                assert incoming == ["trunk1"] * 4
+                assert shared.counters["malformed"] == 0
+            finally:
+                transport.close()
+
+        run(scenario())
