@@ -7,6 +7,8 @@ happened; ``callmeter registrar`` runs the built-in registrar in the foreground.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -63,7 +65,11 @@ def _registrar(args: argparse.Namespace, console: Console) -> int:
     from callmeter.registrar import serve
 
     async def main() -> None:
-        console.print(f"event loop: {loop_implementation()}; Ctrl-C to stop")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        console.print(f"event loop: {loop_implementation()}; Ctrl-C or SIGTERM to stop")
         await serve(
             args.host,
             args.port,
@@ -71,12 +77,11 @@ def _registrar(args: argparse.Namespace, console: Console) -> int:
             args.accounts,
             args.credentials,
             announce=console.print,
+            stop=stop,
         )
-
-    try:
-        run(main())
-    except KeyboardInterrupt:
         console.print("stopped")
+
+    run(main())
     return 0
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +81,23 @@ def test_cli_rejects_bad_arguments() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--transport", "carrier-pigeon"])
     assert exit_info.value.code == 2
+
+
+def test_cli_registrar_serves_writes_credentials_and_stops_on_sigterm(tmp_path: Path) -> None:
+    credentials = tmp_path / "accounts.csv"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callmeter.cli", "registrar", "--port", "0", "--accounts", "2",
+         "--credentials", str(credentials)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert "listening on udp:127.0.0.1:" in lines[1]
+        assert credentials.read_text().splitlines()[0] == "username,password,domain"
+        assert len(credentials.read_text().splitlines()) == 3
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=10)
+    assert process.returncode == 0 and "stopped" in out
