@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
+import callmeter.media
 import callmeter.sip
 
 FORBIDDEN = {"asyncio", "socket", "time", "selectors", "threading", "ray", "duckdb",
              "streamlit", "uvloop", "subprocess"}  # fmt: skip
-CORE = sorted(Path(callmeter.sip.__file__).parent.glob("*.py"))
+CORE = sorted(
+    path
+    for package in (callmeter.sip, callmeter.media)
+    for path in Path(package.__file__).parent.glob("*.py")
+)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -27,7 +32,8 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_the_core_has_modules_to_check() -> None:
-    assert {p.name for p in CORE} >= {"message.py", "transaction.py", "useragent.py", "auth.py"}
+    names = {p.name for p in CORE}
+    assert names >= {"message.py", "transaction.py", "useragent.py", "auth.py", "sdp.py"}
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
