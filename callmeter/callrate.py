@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from callmeter.sip.core import Address
 from callmeter.sip.events import CallAnswered, CallCancelled, CallEnded, CallFailed
+from callmeter.sip.uri import SipUri, parse_uri
 from callmeter.sip.useragent import UserAgent, UserAgentConfig
 from callmeter.transport import open_udp
 
@@ -85,7 +86,8 @@ async def run_call_rate(
         agent.hangup(call_id, loop.time())
         transport.flush()
 
-    uri = f"sip:{user}@{host}:{port}"
+    uri = parse_uri(f"sip:{user}@{host}:{port}")  # parsed once, not once per INVITE
+    assert isinstance(uri, SipUri)
     start = loop.time()
     while result.attempted < total:
         now = loop.time()

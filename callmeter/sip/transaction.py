@@ -96,6 +96,8 @@ class Transaction:
     """Shared machinery: the transition table, timers and the last message sent."""
 
     TABLE: ClassVar[Table]
+    # The timers a subclass arms: termination cancels only these (a dict pop each).
+    TIMERS: ClassVar[str] = "ABDEFGHIJKLM"
     __slots__ = (
         "_request",
         "addr",
@@ -132,8 +134,8 @@ class Transaction:
 
     @property
     def request(self) -> Request:
-        """The request that started the transaction (released by server transactions once
-        they sent a final response: retransmissions only need the bytes)."""
+        """The request that started the transaction (released once the final response is
+        sent or received: retransmissions only need the bytes)."""
         if self._request is None:
             raise LocalProtocolError(f"{self!r} no longer holds its request")
         return self._request
@@ -160,7 +162,7 @@ class Transaction:
         self.user.arm_timer(self, letter, when)
 
     def _terminate(self) -> None:
-        for letter in "ABDEFGHIJKLM":
+        for letter in self.TIMERS:
             self.user.cancel_timer(self, letter)
         self.user.transaction_terminated(self)
 
@@ -216,6 +218,13 @@ class ClientTransaction(Transaction):
         assert isinstance(message, Response)
         self.user.response_received(self, message, now)
 
+    def _deliver_final(self, now: float, message: Request | Response | None) -> None:
+        """Deliver the first final response, then drop the parsed request: it is never sent
+        again, and Timers D, K and M (up to 32 s) would otherwise keep thousands of parsed
+        requests alive, which the cyclic GC walks again and again under load."""
+        self._deliver(now, message)
+        self._request = None
+
 
 class InviteClientTransaction(ClientTransaction):
     """RFC 3261 figure 5 with RFC 6026: 2xx moves to Accepted and 2xx retransmissions
@@ -224,6 +233,7 @@ class InviteClientTransaction(ClientTransaction):
     __slots__ = ("ack",)
 
     S = TxState
+    TIMERS: ClassVar[str] = "ABDM"
     TABLE: ClassVar[Table] = {
         (S.CALLING, "timer_A"): (S.CALLING, "_retransmit"),
         (S.CALLING, "timer_B"): (S.TERMINATED, "_timed_out"),
@@ -273,7 +283,7 @@ class InviteClientTransaction(ClientTransaction):
         self.user.cancel_timer(self, "A")
         self.user.cancel_timer(self, "B")
         self._arm("M", now + self.config.m)
-        self._deliver(now, message)
+        self._deliver_final(now, message)
 
     def _completed(self, now: float, message: Request | Response | None) -> None:
         assert isinstance(message, Response)
@@ -282,7 +292,7 @@ class InviteClientTransaction(ClientTransaction):
         self.ack = build_non2xx_ack(self.request, message).serialize()
         self.user.transmit(self.ack, self.addr)
         self._arm("D", now + self.config.d(self.reliable))
-        self._deliver(now, message)
+        self._deliver_final(now, message)
 
     def _resend_ack(self, now: float, message: Request | Response | None) -> None:
         if self.ack is not None:
@@ -295,6 +305,7 @@ class NonInviteClientTransaction(ClientTransaction):
     __slots__ = ()
 
     S = TxState
+    TIMERS: ClassVar[str] = "EFK"
     TABLE: ClassVar[Table] = {
         (S.TRYING, "timer_E"): (S.TRYING, "_retransmit"),
         (S.TRYING, "timer_F"): (S.TERMINATED, "_timed_out"),
@@ -340,7 +351,7 @@ class NonInviteClientTransaction(ClientTransaction):
         self.user.cancel_timer(self, "E")
         self.user.cancel_timer(self, "F")
         self._arm("K", now + self.config.k(self.reliable))
-        self._deliver(now, message)
+        self._deliver_final(now, message)
 
 
 class ServerTransaction(Transaction):
@@ -387,6 +398,7 @@ class InviteServerTransaction(ServerTransaction):
     __slots__ = ()
 
     S = TxState
+    TIMERS: ClassVar[str] = "GHIL"
     TABLE: ClassVar[Table] = {
         (S.PROCEEDING, "request"): (S.PROCEEDING, "_resend"),
         (S.PROCEEDING, "send_1xx"): (S.PROCEEDING, "_send_response"),
@@ -439,6 +451,7 @@ class NonInviteServerTransaction(ServerTransaction):
     __slots__ = ()
 
     S = TxState
+    TIMERS: ClassVar[str] = "J"
     TABLE: ClassVar[Table] = {
         (S.TRYING, "send_1xx"): (S.PROCEEDING, "_send_response"),
         (S.TRYING, "send_2xx"): (S.COMPLETED, "_completed"),
