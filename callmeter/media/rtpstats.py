@@ -273,6 +273,33 @@ class ReceiverStats:
         """The A.8 interarrival jitter estimate in milliseconds."""
         return self._jitter * 1000.0 / self.clock_rate
 
+    # The ``ReceptionSource`` view (callmeter.media.rtcp): an RTCP report block can be built
+    # from the live statistics without closing the metric interval with ``snapshot``.
+    @property
+    def ssrc(self) -> int | None:
+        """The SSRC of the current source, None before the first packet."""
+        return self._ssrc
+
+    @property
+    def extended_highest_seq(self) -> int | None:
+        """The extended highest sequence number (A.1), None while on probation."""
+        return None if self._ssrc is None or self._probation else self._ext_max
+
+    @property
+    def expected_total(self) -> int:
+        """Cumulative packets expected, as ``ReceiverSnapshot.expected_total``."""
+        return self.expected
+
+    @property
+    def lost_total(self) -> int:
+        """Cumulative packets lost (A.3), as ``ReceiverSnapshot.lost_total``."""
+        return self.expected - self.received
+
+    @property
+    def jitter(self) -> float:
+        """The A.8 interarrival jitter estimate in timestamp units."""
+        return self._jitter
+
     def start(self, now: float) -> None:
         """The stream is expected from ``now`` on: anchors time to first packet and bitrate."""
         self._start = now
