@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections.abc import Callable
 
+from callmeter.callmedia import CallMedia, MediaOptions
 from callmeter.sip.events import CallEvent, Event
 from callmeter.sip.useragent import OfferAnswer, UserAgent, UserAgentConfig
 from callmeter.transport import TcpTransport, UdpTransport, open_tcp, open_udp
@@ -34,6 +35,7 @@ class Endpoint:
         self._changed = asyncio.Event()
         self._transport: UdpTransport | TcpTransport | None = None
         self._loop = asyncio.get_running_loop()
+        self.media: CallMedia | None = None
 
     @classmethod
     async def open(
@@ -45,11 +47,18 @@ class Endpoint:
         transport: str = "UDP",
         offer_answer: OfferAnswer | None = None,
         rng: random.Random | None = None,
+        media: MediaOptions | None = None,
     ) -> Endpoint:
+        """``media`` puts real RTP on the endpoint's calls (SDP offer/answer included);
+        without it calls carry whatever ``offer_answer`` provides (signaling only)."""
+        call_media = await CallMedia.open(media, host, rng) if media is not None else None
+        if call_media is not None:
+            offer_answer = call_media.offer_answer
         ua = UserAgent(
             config, (host, port), transport=transport, offer_answer=offer_answer, rng=rng
         )
         endpoint = cls(ua)
+        endpoint.media = call_media
         opener = open_udp if transport.upper() == "UDP" else open_tcp
         endpoint._transport = await opener(ua, host, port, on_activity=endpoint._drain)
         ua.local_addr = endpoint._transport.local_address
@@ -65,6 +74,8 @@ class Endpoint:
 
     def _drain(self) -> None:
         while (event := self.ua.next_event()) is not None:
+            if self.media is not None:
+                self.media.on_event(event)
             self.events.append(event)
             self._pending.append(event)
             self._changed.set()
@@ -117,6 +128,8 @@ class Endpoint:
                 pass
 
     async def close(self) -> None:
+        if self.media is not None:
+            self.media.close()
         if self._transport is not None:
             self._transport.close()
             await self._transport.wait_closed()

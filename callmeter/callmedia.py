@@ -1,0 +1,160 @@
+"""Call media for an endpoint: SDP offer/answer, one media socket, a session per call.
+
+:class:`CallMedia` is what an endpoint needs to put real RTP on its calls: it offers and answers
+SDP (``callmeter.media.sdp.SdpOfferAnswer``) for the port of the media socket it owns, starts a
+:class:`~callmeter.media.session.MediaSession` when a call is answered, paces it on the loop's
+one :class:`~callmeter.transport.media.MediaTicker`, stops it when the call ends, and keeps the
+per-second metric rows of every call (one row per second and direction, keyed by the metric
+catalog). One call with media at a time per endpoint, like a phone with one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from callmeter.media.impairment import ImpairmentProfile
+from callmeter.media.jitterbuffer import JitterBufferConfig
+from callmeter.media.sdp import SdpOfferAnswer
+from callmeter.media.session import MediaSession
+from callmeter.sip.events import CallAnswered, CallCancelled, CallEnded, CallFailed, Event
+from callmeter.transport.media import MediaSocket, MediaTicker, open_media
+
+__all__ = ["CallMedia", "MediaOptions", "MetricRow", "ticker_for"]
+
+MetricRow = dict[str, Any]
+_TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaTicker] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def ticker_for(loop: asyncio.AbstractEventLoop) -> MediaTicker:
+    """The one media ticker of ``loop`` (created on first use)."""
+    ticker = _TICKERS.get(loop)
+    if ticker is None:
+        ticker = _TICKERS[loop] = MediaTicker(loop)
+    return ticker
+
+
+@dataclass(frozen=True, slots=True)
+class MediaOptions:
+    """How an endpoint's calls carry media. ``source`` is a media file (None: the built-in
+    speech-like signal); impairments are seeded so a run replays exactly."""
+
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    ptime_ms: int = 20
+    source: str | None = None
+    send_impairment: ImpairmentProfile | None = None
+    receive_impairment: ImpairmentProfile | None = None
+    impairment_seed: int = 0
+    jitter_buffer: JitterBufferConfig | None = None
+
+
+@dataclass(slots=True)
+class _Running:
+    session: MediaSession
+    started: float
+    rows: list[MetricRow] = field(default_factory=list)
+
+
+class CallMedia:
+    """The media side of one endpoint. Create with :meth:`open`; feed it the endpoint's events
+    with :meth:`on_event`."""
+
+    def __init__(self, options: MediaOptions, socket: MediaSocket, rng: random.Random) -> None:
+        self.options = options
+        self.socket = socket
+        self.rng = rng
+        self.loop = asyncio.get_running_loop()
+        self.ticker = ticker_for(self.loop)
+        host, port = socket.local_address
+        self.offer_answer = SdpOfferAnswer(
+            host, lambda: port, list(options.codecs), ptime_ms=options.ptime_ms, rtcp_mux=True,
+            rng=rng,
+        )  # fmt: skip
+        self.rows: list[MetricRow] = []  # every per-second row of every call, in order
+        self.failures: dict[str, str] = {}  # call id -> why it had no media
+        self._running: dict[str, _Running] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    async def open(
+        cls, options: MediaOptions, host: str = "127.0.0.1", rng: random.Random | None = None
+    ) -> CallMedia:
+        socket = await open_media(host, 0, rtcp_port=True)
+        return cls(options, socket, rng or random.Random())
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, CallAnswered):
+            self._start(event.call_id)
+        elif isinstance(event, (CallEnded, CallFailed, CallCancelled)):
+            self._stop(event.call_id)
+
+    def session(self, call_id: str) -> MediaSession | None:
+        running = self._running.get(call_id)
+        return None if running is None else running.session
+
+    def rows_of(self, call_id: str) -> list[MetricRow]:
+        return [row for row in self.rows if row["call_id"] == call_id]
+
+    def _start(self, call_id: str) -> None:
+        negotiated = self.offer_answer.negotiated(call_id)
+        if negotiated is None:
+            self.failures[call_id] = "no negotiated media"
+            return
+        from callmeter.media.source import MediaLibrary  # loads PyAV: only when media runs
+
+        media = _library(MediaLibrary).for_negotiated(negotiated, self.options.source)
+        now = self.loop.time()
+        session = MediaSession(
+            negotiated, media, now=now, ssrc=self.rng.getrandbits(32),
+            cname=f"{call_id}@callmeter", rng=self.rng, ntp_offset_s=time.time() - now,
+            send_impairment=self.options.send_impairment,
+            receive_impairment=self.options.receive_impairment,
+            impairment_seed=self.options.impairment_seed,
+            jitter_buffer=self.options.jitter_buffer,
+        )  # fmt: skip
+        self._running[call_id] = _Running(session, now)
+        self.ticker.add(session, self.socket)
+        if self._timer is None:
+            self._timer = self.loop.call_at(now + 1.0, self._every_second)
+
+    def _stop(self, call_id: str) -> None:
+        running = self._running.pop(call_id, None)
+        if running is None:
+            return
+        self._record(call_id, running, self.loop.time())
+        self.ticker.remove(running.session)
+
+    def _every_second(self) -> None:
+        now = self.loop.time()
+        for call_id, running in self._running.items():
+            self._record(call_id, running, now)
+        self._timer = self.loop.call_at(now + 1.0, self._every_second) if self._running else None
+
+    def _record(self, call_id: str, running: _Running, now: float) -> None:
+        second = round(now - running.started, 3)
+        for direction, values in running.session.snapshot(now).items():
+            self.rows.append({"call_id": call_id, "t_s": second, "direction": direction, **values})
+
+    def close(self) -> None:
+        for call_id in list(self._running):
+            self._stop(call_id)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.socket.close()
+
+
+_LIBRARIES: dict[str, Any] = {}
+
+
+def _library(factory: Any) -> Any:
+    """One media library per process: every sender replays what it encoded once."""
+    if "default" not in _LIBRARIES:
+        _LIBRARIES["default"] = factory()
+    return _LIBRARIES["default"]

@@ -1,0 +1,140 @@
+"""Real media end to end on loopback: two endpoints call through the built-in registrar with
+RTP both ways; seeded impairment shows up in the metrics exactly, and tshark agrees."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from callmeter.callmedia import MediaOptions, MetricRow
+from callmeter.endpoint import Endpoint
+from callmeter.media.impairment import ImpairmentProfile
+from callmeter.metrics import by_key
+from callmeter.registrar import RunningRegistrar
+from callmeter.sip.events import CallAnswered, CallEnded, Registered
+from callmeter.sip.useragent import UserAgentConfig
+from callmeter.transport import run
+from tests.peers import Tshark
+
+pytestmark = [pytest.mark.slow]
+
+
+def total(rows: list[MetricRow], direction: str, key: str) -> float:
+    return sum(row.get(key) or 0 for row in rows if row["direction"] == direction)
+
+
+async def media_call(
+    caller_media: MediaOptions,
+    callee_media: MediaOptions,
+    hold_s: float,
+    before_call: Callable[[list[Endpoint]], Awaitable[None]] | None = None,
+) -> tuple[Endpoint, Endpoint, str]:
+    """Register two endpoints with media, call, hold, hang up; both returned still open.
+    ``before_call`` runs once both are registered (e.g. to start a capture on their ports)."""
+    async with RunningRegistrar(accounts=2) as registrar:
+        domain = registrar.config.domain
+        endpoints = []
+        for account, media in zip(registrar.accounts, (caller_media, callee_media), strict=True):
+            config = UserAgentConfig(
+                account.username, domain, registrar.address, password=account.password
+            )
+            endpoint = await Endpoint.open(config, media=media)
+            endpoint.register()
+            assert isinstance(await endpoint.wait_for(Registered), Registered)
+            endpoints.append(endpoint)
+        caller, callee = endpoints
+        if before_call is not None:
+            await before_call(endpoints)
+        call_id = caller.call(f"sip:{callee.ua.config.username}@{domain}")
+        assert isinstance(await caller.wait_for(CallAnswered, call_id=call_id), CallAnswered)
+        await asyncio.sleep(hold_s)  # the call is up: media flows for its duration
+        caller.hangup(call_id)
+        await caller.wait_for(CallEnded, call_id=call_id)
+        await callee.wait_for(CallEnded, call_id=call_id)
+        return caller, callee, call_id
+
+
+def test_clean_call_has_media_both_ways_and_catalog_keys() -> None:
+    async def scenario() -> None:
+        caller, callee, call_id = await media_call(MediaOptions(), MediaOptions(), 3.0)
+        try:
+            for endpoint in (caller, callee):
+                assert endpoint.media is not None
+                rows = endpoint.media.rows_of(call_id)
+                received = total(rows, "receive", "packets")
+                assert 140 <= received <= 160  # 3 s of 20 ms packets
+                assert total(rows, "receive", "packets_lost") == 0
+                mos = [r["mos"] for r in rows if r["direction"] == "receive" and r.get("mos")]
+                assert mos and min(mos) > 4.2
+                for row in rows:
+                    for key in set(row) - {"call_id", "t_s", "direction"}:
+                        by_key(key, row["direction"])  # every value is a catalog metric
+        finally:
+            await caller.close()
+            await callee.close()
+
+    run(scenario())
+
+
+def test_seeded_loss_is_measured_exactly_and_lowers_mos() -> None:
+    async def scenario() -> None:
+        lossy = MediaOptions(send_impairment=ImpairmentProfile(loss_percent=10), impairment_seed=7)
+        caller, callee, call_id = await media_call(lossy, MediaOptions(), 4.0)
+        try:
+            assert caller.media is not None and callee.media is not None
+            rows = callee.media.rows_of(call_id)
+            lost = total(rows, "receive", "packets_lost")
+            session_rows = caller.media.rows_of(call_id)
+            sent = total(session_rows, "send", "packets")
+            assert sent >= 190
+            assert 0.05 * sent <= lost <= 0.15 * sent  # 10 % offered, seeded
+            clean = [r["mos"] for r in caller.media.rows_of(call_id)
+                     if r["direction"] == "receive" and r.get("mos")]  # fmt: skip
+            impaired = [r["mos"] for r in rows if r["direction"] == "receive" and r.get("mos")]
+            assert sum(impaired) / len(impaired) < sum(clean) / len(clean) - 0.3
+        finally:
+            await caller.close()
+            await callee.close()
+
+    run(scenario())
+
+
+@pytest.mark.interop
+def test_loss_and_jitter_agree_with_tshark() -> None:
+    captures: list[Tshark] = []
+
+    async def start_capture(endpoints: list[Endpoint]) -> None:
+        ports = [e.media.socket.local_address[1] for e in endpoints if e.media is not None]
+        bpf = " or ".join(f"udp port {port}" for port in ports)
+        captures.append(await asyncio.to_thread(Tshark.start, bpf))
+
+    async def scenario() -> tuple[list[MetricRow], int]:
+        lossy = MediaOptions(send_impairment=ImpairmentProfile(loss_percent=5), impairment_seed=3)
+        caller, callee, call_id = await media_call(
+            lossy, MediaOptions(), 4.0, before_call=start_capture
+        )
+        assert callee.media is not None
+        port = callee.media.socket.local_address[1]
+        rows = callee.media.rows_of(call_id)
+        for endpoint in (caller, callee):
+            await endpoint.close()
+        return rows, port
+
+    try:
+        rows, port = run(scenario())
+        (capture,) = captures
+        capture.stop()
+        streams = [s for s in capture.rtp_streams([port]) if s.dst_port == port]
+    finally:
+        for capture in captures:
+            capture.stop()
+    assert len(streams) == 1, streams
+    stream = streams[0]
+    # Packets still in flight at hang-up reach the wire but not our last row.
+    assert 0 <= stream.packets - total(rows, "receive", "packets") <= 2
+    assert abs(total(rows, "receive", "packets_lost") - stream.lost) <= 1
+    assert stream.lost >= 5  # the seeded 5 % loss really happened on the wire
+    ours = max(r["jitter_ms"] for r in rows if r["direction"] == "receive")
+    assert abs(ours - stream.max_jitter_ms) < 2.0
