@@ -86,6 +86,7 @@ class CallMedia:
         cls, options: MediaOptions, host: str = "127.0.0.1", rng: random.Random | None = None
     ) -> CallMedia:
         socket = await open_media(host, 0, rtcp_port=True)
+        await asyncio.to_thread(_prepare, options)  # decode and encode now, not mid-call
         return cls(options, socket, rng or random.Random())
 
     def on_event(self, event: Event) -> None:
@@ -106,9 +107,7 @@ class CallMedia:
         if negotiated is None:
             self.failures[call_id] = "no negotiated media"
             return
-        from callmeter.media.source import MediaLibrary  # loads PyAV: only when media runs
-
-        media = _library(MediaLibrary).for_negotiated(negotiated, self.options.source)
+        media = _library().for_negotiated(negotiated, self.options.source)
         now = self.loop.time()
         session = MediaSession(
             negotiated, media, now=now, ssrc=self.rng.getrandbits(32),
@@ -153,8 +152,18 @@ class CallMedia:
 _LIBRARIES: dict[str, Any] = {}
 
 
-def _library(factory: Any) -> Any:
-    """One media library per process: every sender replays what it encoded once."""
+def _library() -> Any:
+    """One media library per process: every sender replays what it encoded once. Imported
+    here, not at the top: it loads PyAV, which signaling-only runs never need."""
     if "default" not in _LIBRARIES:
-        _LIBRARIES["default"] = factory()
+        from callmeter.media.source import MediaLibrary
+
+        _LIBRARIES["default"] = MediaLibrary()
     return _LIBRARIES["default"]
+
+
+def _prepare(options: MediaOptions) -> None:
+    """Encode the source for every offered codec (runs in a thread before any call)."""
+    library = _library()
+    for codec in options.codecs:
+        library.get(codec, options.ptime_ms, options.source)

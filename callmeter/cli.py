@@ -11,12 +11,16 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from callmeter import __version__
 from callmeter.transport import loop_implementation, run
+
+if TYPE_CHECKING:
+    from callmeter.demo import CallReport
 
 __all__ = ["main"]
 
@@ -28,23 +32,37 @@ def _ms(start: float | None, end: float | None) -> str:
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
+    from callmeter.callmedia import MediaOptions
     from callmeter.demo import run_demo
+    from callmeter.media.impairment import ImpairmentProfile
 
+    media = None
+    if not args.no_media:
+        impairment = ImpairmentProfile(loss_percent=args.loss) if args.loss else None
+        media = MediaOptions(send_impairment=impairment, impairment_seed=args.seed)
     console.print(
         f"callmeter {__version__}: built-in registrar, {2 * args.pairs} endpoints, "
         f"{args.pairs} calls of {args.hold:g} s over {args.transport.upper()} on 127.0.0.1"
+        + ("" if media is None else f", G.711 media both ways, {args.loss:g} % loss added")
     )
-    report = run(run_demo(args.pairs, args.hold, args.ring, args.transport.upper()))
+    report = run(run_demo(args.pairs, args.hold, args.ring, args.transport.upper(), media))
     console.print(
         f"registrar {report.registrar}: {report.registrations_ok} registered, "
         f"{report.registrations_failed} failed (digest auth)"
     )
+    console.print(_calls_table(report.calls))
+    console.print("all calls answered and ended cleanly" if report.ok else "some calls failed")
+    return 0 if report.ok else 1
+
+
+def _calls_table(calls: Sequence[CallReport]) -> Table:
     table = Table(title="calls through the built-in registrar")
     for column in ("caller", "callee", "result", "status", "100 (ms)", "PDD (ms)",
-                   "setup (ms)", "duration (s)"):  # fmt: skip
+                   "setup (ms)", "duration (s)", "packets", "lost", "jitter (ms)",
+                   "MOS"):  # fmt: skip
         table.add_column(column)
-    for call in report.calls:
-        t = call.timing
+    for call in calls:
+        t, q = call.timing, call.quality
         duration = f"{t.duration_s:.2f}" if t is not None and t.duration_s is not None else "-"
         table.add_row(
             call.caller,
@@ -55,10 +73,13 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
             _ms(t.invite, t.ringing) if t else "-",
             _ms(t.invite, t.answered) if t else "-",
             duration,
+            *(
+                (str(q.packets), str(q.lost), f"{q.jitter_ms:.2f}", f"{q.mos:.2f}")
+                if q is not None
+                else ("-",) * 4
+            ),
         )
-    console.print(table)
-    console.print("all calls answered and ended cleanly" if report.ok else "some calls failed")
-    return 0 if report.ok else 1
+    return table
 
 
 def _registrar(args: argparse.Namespace, console: Console) -> int:
@@ -95,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--hold", type=float, default=2.0, help="call duration in s")
     demo.add_argument("--ring", type=float, default=0.3, help="ringing time in s")
     demo.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    demo.add_argument("--no-media", action="store_true", help="signaling only, no RTP")
+    demo.add_argument("--loss", type=float, default=0.0, help="%% packet loss added on send")
+    demo.add_argument("--seed", type=int, default=1, help="impairment seed (replayable)")
     demo.set_defaults(handler=_demo)
 
     registrar = commands.add_parser("registrar", help="run the built-in registrar")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from callmeter.callmedia import MediaOptions, MetricRow
 from callmeter.endpoint import Endpoint, EventTimeout
 from callmeter.registrar import RunningRegistrar
 from callmeter.sip.events import (
@@ -23,7 +24,7 @@ from callmeter.sip.events import (
 )
 from callmeter.sip.useragent import UserAgentConfig
 
-__all__ = ["CallReport", "DemoReport", "run_demo"]
+__all__ = ["CallReport", "DemoReport", "MediaQuality", "run_demo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,30 @@ class CallReport:
     result: str  # "answered", or what went wrong
     status: int | None
     timing: CallTiming | None
+    quality: MediaQuality | None = None  # what the callee received
+
+
+@dataclass(frozen=True, slots=True)
+class MediaQuality:
+    """Averages over a call's per-second rows, receive direction."""
+
+    packets: int
+    lost: int
+    jitter_ms: float
+    mos: float
+
+    @classmethod
+    def of(cls, rows: list[MetricRow]) -> MediaQuality | None:
+        received = [r for r in rows if r["direction"] == "receive"]
+        mos = [r["mos"] for r in received if r.get("mos") is not None]
+        if not received or not mos:
+            return None
+        return cls(
+            packets=sum(r.get("packets") or 0 for r in received),
+            lost=sum(r.get("packets_lost") or 0 for r in received),
+            jitter_ms=sum(r.get("jitter_ms") or 0.0 for r in received) / len(received),
+            mos=sum(mos) / len(mos),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +91,20 @@ async def _call(
     ended = await caller.wait_for(CallEnded, call_id=call_id, within_s=timeout_s)
     assert isinstance(ended, CallEnded)
     result = "answered" if ended.status < 300 else f"BYE answered {ended.status}"
-    return CallReport(*names, result, ended.status, ended.timing)
+    await callee.wait_for(CallEnded, call_id=call_id, within_s=timeout_s)
+    quality = MediaQuality.of(callee.media.rows_of(call_id)) if callee.media else None
+    return CallReport(*names, result, ended.status, ended.timing, quality)
 
 
 async def run_demo(
-    pairs: int = 3, hold_s: float = 2.0, ring_time_s: float = 0.3, transport: str = "UDP"
+    pairs: int = 3,
+    hold_s: float = 2.0,
+    ring_time_s: float = 0.3,
+    transport: str = "UDP",
+    media: MediaOptions | None = None,
 ) -> DemoReport:
-    """Register ``2 * pairs`` endpoints at a built-in registrar and make ``pairs`` calls."""
+    """Register ``2 * pairs`` endpoints at a built-in registrar and make ``pairs`` calls
+    (with RTP both ways when ``media`` is given)."""
     async with RunningRegistrar(accounts=2 * pairs, transport=transport.lower()) as registrar:
         domain = registrar.config.domain
         endpoints = [
@@ -86,6 +118,7 @@ async def run_demo(
                     expires=300,
                 ),
                 transport=transport,
+                media=media,
             )
             for account in registrar.accounts
         ]
