@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from callmeter.callmedia import MediaOptions
 from callmeter.cli import main
 from callmeter.demo import run_demo
 from callmeter.endpoint import Endpoint
+from callmeter.media.impairment import ImpairmentProfile
 from callmeter.sip.events import CallAnswered, CallEnded, MalformedMessageReceived
 from callmeter.sip.useragent import UserAgentConfig
 from callmeter.transport import run
@@ -101,3 +103,15 @@ def test_cli_registrar_serves_writes_credentials_and_stops_on_sigterm(tmp_path: 
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=10)
     assert process.returncode == 0 and "stopped" in out
+
+
+def test_demo_with_media_reports_quality_and_loss_lowers_it() -> None:
+    clean = run(run_demo(pairs=1, hold_s=1.0, ring_time_s=0.0, media=MediaOptions()))
+    lossy_media = MediaOptions(send_impairment=ImpairmentProfile(loss_percent=10))
+    lossy = run(run_demo(pairs=1, hold_s=1.0, ring_time_s=0.0, media=lossy_media))
+    assert clean.ok and lossy.ok
+    (clean_call,), (lossy_call,) = clean.calls, lossy.calls
+    assert clean_call.quality is not None and lossy_call.quality is not None
+    assert clean_call.quality.packets >= 45 and clean_call.quality.lost == 0
+    assert lossy_call.quality.lost > 0
+    assert lossy_call.quality.mos < clean_call.quality.mos
