@@ -287,6 +287,8 @@ _AUDIO: Final[tuple[_Spec, ...]] = (
     ("talkspurt_count", "count", "counter", _SR,
      "Talkspurts started (marker bit set, RFC 3551 4.1)"),
     ("dtmf_events_count", "count", "counter", _SR, "Telephone-event DTMF digits (RFC 4733)"),
+    ("packets_dtmf", "packets", "counter", _R,
+     "Telephone-event packets (RFC 4733): sequenced, but not timed or buffered as audio"),
     ("dtmf_sip_info_count", "count", "counter", _SR,
      "DTMF digits in SIP INFO requests (application/dtmf-relay)"),
     ("plc_event_count", "count", "counter", _R, "Packet loss concealment operations"),

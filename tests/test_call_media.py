@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,8 @@ from callmeter.registrar import RunningRegistrar
 from callmeter.sip.events import CallAnswered, CallEnded, Registered
 from callmeter.sip.useragent import UserAgentConfig
 from callmeter.transport import run
-from tests.peers import Tshark
+from tests.aio import sipp_exit
+from tests.peers import Sipp, Tshark
 
 pytestmark = [pytest.mark.slow]
 
@@ -138,3 +140,32 @@ def test_loss_and_jitter_agree_with_tshark() -> None:
     assert stream.lost >= 5  # the seeded 5 % loss really happened on the wire
     ours = max(r["jitter_ms"] for r in rows if r["direction"] == "receive")
     assert abs(ours - stream.max_jitter_ms) < 2.0
+
+
+@pytest.mark.interop
+def test_sipp_uac_pcap_stream_is_measured_without_false_loss(tmp_path: Path) -> None:
+    """SIPp plays its PCMA capture (30 ms packets, then RFC 4733 DTMF) to our answering
+    endpoint: every packet is counted, nothing is called lost, jitter stays small."""
+    (tmp_path / "pcap").symlink_to("/usr/share/sip-tester")  # uac_pcap reads pcap/g711a.pcap
+
+    async def scenario() -> list[MetricRow]:
+        config = UserAgentConfig("service", "127.0.0.1", ("127.0.0.1", 9))
+        callee = await Endpoint.open(config, media=MediaOptions(codecs=("PCMA", "PCMU")))
+        host, port = callee.ua.local_addr
+        try:
+            args = ["-sn", "uac_pcap", f"{host}:{port}", "-m", "1", "-s", "service"]
+            with Sipp.start(args, workdir=tmp_path) as sipp:
+                assert await sipp_exit(sipp, 40) == 0, sipp.log()
+            await callee.wait_for(CallEnded)
+            assert callee.media is not None
+            return list(callee.media.rows)
+        finally:
+            await callee.close()
+
+    rows = [r for r in run(scenario()) if r["direction"] == "receive"]
+    audio = [r for r in rows if r.get("mos") is not None]
+    assert total(rows, "receive", "packets") >= 200  # ~8 s of 30 ms packets, plus DTMF
+    assert total(rows, "receive", "packets_lost") <= 0  # duplicates (DTMF end packets) only
+    assert total(rows, "receive", "packets_dtmf") > 0
+    assert max(r["jitter_ms"] for r in rows) < 5.0
+    assert min(r["mos"] for r in audio) > 4.2

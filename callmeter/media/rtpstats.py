@@ -307,9 +307,20 @@ class ReceiverStats:
             self._interval_start = now
 
     def add(
-        self, seq: int, timestamp: int, ssrc: int, size: int, arrival: float, marker: bool = False
+        self,
+        seq: int,
+        timestamp: int,
+        ssrc: int,
+        size: int,
+        arrival: float,
+        marker: bool = False,
+        timed: bool = True,
     ) -> None:
-        """Account one received packet: RTP header fields, payload ``size``, ``arrival`` in s."""
+        """Account one received packet: RTP header fields, payload ``size``, ``arrival`` in s.
+
+        ``timed=False`` (an RFC 4733 telephone-event packet: its timestamp is the event's
+        start, repeated) counts the packet in the sequence space but leaves it out of the
+        jitter estimate, which compares media timestamps with arrival times."""
         self.packets += 1
         self.payload_bytes += size
         last = self._last_arrival
@@ -336,6 +347,8 @@ class ReceiverStats:
                 self._late(udelta)
             elif not self._jump(seq, timestamp):
                 return
+        if not timed:
+            return
         # A.8: D(i-1, i) from arrival and timestamp differences, wrap-safe in 32 bits.
         if self._jit_arrival is not None:
             ts_delta = ((timestamp - self._jit_ts + _TS_HALF) & _TS_MASK) - _TS_HALF

@@ -129,6 +129,7 @@ class _ReceiveInterval:
     wire_bytes: int = 0
     talkspurts: int = 0
     rtp_malformed: int = 0
+    dtmf_packets: int = 0  # RFC 4733 events: in the sequence space, kept out of the buffer
     rtcp_malformed: int = 0
     sr: int = 0
     rr: int = 0
@@ -172,6 +173,9 @@ class MediaSession:
         self.negotiated = negotiated
         self.media = media
         self.ssrc = ssrc
+        self._event_pt = (
+            -1 if negotiated.telephone_event_pt is None else negotiated.telephone_event_pt
+        )
         may_send, self.receiving = DIRECTIONS[negotiated.direction]
         self.sending = sending and may_send
         self.ptime_ms = media.ptime_ms
@@ -362,9 +366,13 @@ class MediaSession:
             self._rx.rtp_malformed += 1
             self.malformed_total += 1
             return
-        self.stats.add(seq, timestamp, ssrc, size, arrival, marker)
-        self.jitter_buffer.add(seq, timestamp, arrival, marker)
+        event = data[1] & 0x7F == self._event_pt  # RFC 4733 DTMF: counted, not timed
+        self.stats.add(seq, timestamp, ssrc, size, arrival, marker, timed=not event)
         rx = self._rx
+        if event:
+            rx.dtmf_packets += 1
+        else:
+            self.jitter_buffer.add(seq, timestamp, arrival, marker)
         rx.wire_bytes += len(data) + IPV4_UDP_HEADER_BYTES
         rx.talkspurts += marker
 
@@ -414,7 +422,7 @@ class MediaSession:
             "wire_bitrate_bps": _rate(counts.wire_bytes * 8, interval_s),
             "packet_rate_pps": _rate(rx.packets, interval_s),
             "loss_percent": _percent(rx.lost, rx.expected),
-            "effective_loss_percent": jb.effective_loss_pct if jb.expected > 0 else None,
+            "effective_loss_percent": self._effective_loss_percent(jb),
             "jb_delay_ms": jb.buffer_delay_ms,
             "jb_target_delay_ms": jb.target_delay_ms,
             "jb_delay_max_ms": jb.buffer_delay_max_ms,
@@ -424,6 +432,7 @@ class MediaSession:
             "jb_underrun_count": jb.underruns,
             "jb_overrun_count": jb.overruns,
             "talkspurt_count": counts.talkspurts,
+            "packets_dtmf": counts.dtmf_packets,
             "packets_malformed": counts.rtp_malformed,
             "rtcp_malformed_count": counts.rtcp_malformed,
             "sr_count": counts.sr,
@@ -443,7 +452,8 @@ class MediaSession:
         if jb.expected > 0:
             buffer_ms = jb.target_delay_ms if jb.buffer_delay_ms is None else jb.buffer_delay_ms
             one_way_delay_ms = self._half_rtt_ms(remote) + buffer_ms + self.ptime_ms
-            budget = self._budget(jb.effective_loss_pct, rx.burst_ratio, one_way_delay_ms)
+            ppl = self._effective_loss_percent(jb) or 0.0
+            budget = self._budget(ppl, rx.burst_ratio, one_way_delay_ms)
         values["one_way_delay_ms"] = one_way_delay_ms
         values |= _quality(budget)
         return values
@@ -496,6 +506,15 @@ class MediaSession:
         if remote is None or remote.rtt_ms is None:
             return 0.0
         return remote.rtt_ms / 2.0
+
+    def _effective_loss_percent(self, jb: JitterBufferSnapshot) -> float | None:
+        """Network + late loss of the interval's audio: DTMF event packets use sequence
+        numbers but never reach the jitter buffer, so they are not loss."""
+        dtmf = self._rx.dtmf_packets
+        expected = jb.expected - dtmf
+        if expected <= 0:
+            return None
+        return 100.0 * max(0, jb.effective_lost - dtmf) / expected
 
     def _budget(self, ppl: float, burst_r: float, ta_ms: float) -> RBudget | None:
         codec = self._codec
