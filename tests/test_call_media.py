@@ -17,8 +17,8 @@ from callmeter.registrar import RunningRegistrar
 from callmeter.sip.events import CallAnswered, CallEnded, Registered
 from callmeter.sip.useragent import UserAgentConfig
 from callmeter.transport import run
-from tests.aio import sipp_exit
-from tests.peers import Sipp, Tshark
+from tests.aio import poll, sipp_exit
+from tests.peers import Baresip, Sipp, Tshark
 
 pytestmark = [pytest.mark.slow]
 
@@ -169,3 +169,48 @@ def test_sipp_uac_pcap_stream_is_measured_without_false_loss(tmp_path: Path) -> 
     assert total(rows, "receive", "packets_dtmf") > 0
     assert max(r["jitter_ms"] for r in rows) < 5.0
     assert min(r["mos"] for r in audio) > 4.2
+
+
+@pytest.mark.interop
+def test_media_both_ways_with_baresip_playing_a_wav() -> None:
+    """Our endpoint calls baresip (registered at our registrar, answering automatically and
+    playing a tone WAV): we receive its stream cleanly, and its RTCP reports our stream back."""
+
+    async def scenario() -> list[MetricRow]:
+        async with RunningRegistrar(accounts=2) as registrar:
+            host, port = registrar.address
+            ours, theirs = registrar.accounts
+            domain = registrar.config.domain
+            baresip = await asyncio.to_thread(
+                Baresip.start, theirs.username, theirs.password, f"{host}:{port}"
+            )
+            with baresip:
+                aor = f"sip:{theirs.username}@{domain}"
+                await poll(lambda: registrar.registrar.location.lookup(aor, 0.0), 10, "baresip")
+                config = UserAgentConfig(
+                    ours.username, domain, (host, port), password=ours.password
+                )
+                caller = await Endpoint.open(config, media=MediaOptions())
+                try:
+                    caller.register()
+                    await caller.wait_for(Registered)
+                    call_id = caller.call(aor)
+                    assert isinstance(
+                        await caller.wait_for(CallAnswered, call_id=call_id), CallAnswered
+                    )
+                    await asyncio.sleep(6.5)  # baresip's first RTCP report comes after ~5 s
+                    caller.hangup(call_id)
+                    await caller.wait_for(CallEnded, call_id=call_id)
+                    assert caller.media is not None
+                    return caller.media.rows_of(call_id)
+                finally:
+                    await caller.close()
+
+    rows = run(scenario())
+    received = total(rows, "receive", "packets")
+    assert 300 <= received <= 340  # 6.5 s of 20 ms packets
+    assert total(rows, "receive", "packets_lost") == 0
+    assert min(r["mos"] for r in rows if r["direction"] == "receive" and r.get("mos")) > 4.2
+    reported = [r for r in rows if r["direction"] == "send" and r.get("jitter_ms") is not None]
+    assert reported, "baresip's RTCP receiver reports reached us"
+    assert all(r["loss_percent"] == 0.0 for r in reported)
