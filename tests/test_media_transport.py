@@ -371,3 +371,29 @@ def test_sends_never_raise(run_on: Runner) -> None:
         assert sender.stats.send_errors == 2
 
     run_on(scenario())
+
+
+def test_a_session_removed_while_served_is_not_paced_again(run_on: Runner) -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        sink = SinkCore()
+        peer = await open_media_socket(core=sink)
+        sender = await open_media_socket()
+        ticker = MediaTicker()
+
+        class HangsUp(PacedCore):
+            def packets_due(self, now: float) -> list[tuple[bytes, Address]]:
+                packets = super().packets_due(now)
+                if self.seq >= 3:
+                    ticker.remove(self)  # e.g. the application ends the call from a callback
+                return packets
+
+        core = HangsUp(peer.local_address, loop.time(), ssrc=4)
+        ticker.add(core, sender)
+        await until(lambda: len(sink.received) == 4, "three packets and the BYE")
+        await until(lambda: ticker.pending_timers == 0, "the ticker idle")
+        assert core.seq == 3 and len(ticker) == 0 and ticker.stats.handler_errors == 0
+        ticker.close()
+        await _close(peer, sender)
+
+    run_on(scenario())

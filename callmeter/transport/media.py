@@ -151,6 +151,11 @@ class MediaSocket(asyncio.DatagramProtocol):
         if self.rtcp is not None:
             self.rtcp.attach(core)
 
+    def _set_ticker(self, ticker: MediaTicker | None) -> None:
+        self.ticker = ticker
+        if self.rtcp is not None:
+            self.rtcp.ticker = ticker
+
     def send(self, data: bytes, addr: Address) -> None:
         """Send one packet; RTCP through the port + 1 socket when there is one. Never raises."""
         if self.rtcp is not None and is_rtcp(data):
@@ -355,7 +360,7 @@ class TickerHealth:
 
 
 class _Session:
-    __slots__ = ("core", "due", "errors", "seq", "socket")
+    __slots__ = ("active", "core", "due", "errors", "seq", "socket")
 
     def __init__(self, core: MediaCore, sock: MediaSocket) -> None:
         self.core = core
@@ -364,6 +369,8 @@ class _Session:
         self.seq = -1
         """The seq of this session's one valid heap item; older items are stale, skipped."""
         self.errors = 0
+        self.active = True
+        """False once removed: a session removed while its batch is served is not pushed back."""
 
 
 class _Window:
@@ -430,7 +437,7 @@ class MediaTicker:
         session = _Session(core, sock)
         self._sessions[id(core)] = session
         sock.attach(core)
-        sock.ticker = self
+        sock._set_ticker(self)
         self._schedule(session, self._loop.time())
         self._arm()
 
@@ -439,9 +446,10 @@ class MediaTicker:
         session = self._sessions.pop(id(core), None)
         if session is None:
             return
+        session.active = False
         session.seq = -1  # its heap item is stale now; the timer may wake once for nothing
         if session.socket.ticker is self:
-            session.socket.ticker = None
+            session.socket._set_ticker(None)
         try:
             packets = core.stop(self._loop.time())
         except Exception:
@@ -497,14 +505,19 @@ class MediaTicker:
         self._closed = True
         self._cancel_timer()
         for session in self._sessions.values():
+            session.active = False
+            session.seq = -1
             if session.socket.ticker is self:
-                session.socket.ticker = None
+                session.socket._set_ticker(None)
         self._sessions.clear()
         self._heap.clear()
 
     # internals
 
     def _push(self, session: _Session, due: float) -> None:
+        if not session.active:
+            session.seq = -1
+            return
         session.due = due
         session.seq = next(self._seq)
         heapq.heappush(self._heap, (due, session.seq, session))
