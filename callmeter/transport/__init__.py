@@ -12,6 +12,7 @@ from callmeter.transport.loop import (
     run,
     uvloop_available,
 )
+from callmeter.transport.media import MediaSocket, MediaTicker, open_media, open_media_socket
 from callmeter.transport.tcp import DEFAULT_CONNECT_TIMEOUT_S, TcpTransport, open_tcp
 from callmeter.transport.udp import SOCKET_BUFFER_BYTES, UdpTransport, open_udp
 
@@ -19,11 +20,15 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
     "SOCKET_BUFFER_BYTES",
     "CoreDriver",
+    "MediaSocket",
+    "MediaTicker",
     "TcpTransport",
     "TransportStats",
     "UdpTransport",
     "loop_implementation",
     "new_event_loop",
+    "open_media",
+    "open_media_socket",
     "open_tcp",
     "open_udp",
     "run",
