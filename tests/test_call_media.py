@@ -214,3 +214,21 @@ def test_media_both_ways_with_baresip_playing_a_wav() -> None:
     reported = [r for r in rows if r["direction"] == "send" and r.get("jitter_ms") is not None]
     assert reported, "baresip's RTCP receiver reports reached us"
     assert all(r["loss_percent"] == 0.0 for r in reported)
+
+
+def test_rtt_from_rtcp_matches_an_added_fixed_delay() -> None:
+    async def scenario() -> list[MetricRow]:
+        delayed = MediaOptions(send_impairment=ImpairmentProfile(delay_ms=40))
+        # RTCP reports come every 5 s, randomised (RFC 3550 A.7): by 10 s an SR of ours has
+        # surely been answered by a report of the peer.
+        caller, callee, call_id = await media_call(delayed, delayed, 10.0)
+        try:
+            assert caller.media is not None
+            return caller.media.rows_of(call_id)
+        finally:
+            await caller.close()
+            await callee.close()
+
+    rtts = [r["rtt_ms"] for r in run(scenario()) if r["direction"] == "send" and r.get("rtt_ms")]
+    assert rtts, "an RTCP report with LSR/DLSR came back"
+    assert all(75.0 <= rtt <= 95.0 for rtt in rtts), rtts  # 40 ms each way plus loop time

@@ -272,7 +272,9 @@ class MediaSession:
         self._drain_receive(now)
         self._stopped = True
         self._send_line, self._receive_line = DelayLine(), DelayLine()  # lost with the call
-        data = self.rtcp.bye(now, self.stats)
+        # No report block in the BYE compound: it leaves outside the delay line (the session
+        # ends), so a report in it would give the peer an RTT without the network's delay.
+        data = self.rtcp.bye(now)
         self._count_rtcp_sent(data, bye=True)
         return [(data, self.negotiated.remote_rtcp)]
 
