@@ -15,7 +15,7 @@ import random
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from callmeter.media.impairment import ImpairmentProfile
 from callmeter.media.jitterbuffer import JitterBufferConfig
@@ -24,7 +24,7 @@ from callmeter.media.session import MediaSession
 from callmeter.sip.events import CallAnswered, CallCancelled, CallEnded, CallFailed, Event
 from callmeter.transport.media import MediaSocket, MediaTicker, open_media
 
-__all__ = ["CallMedia", "MediaOptions", "MetricRow", "ticker_for"]
+__all__ = ["CallMedia", "MediaListener", "MediaOptions", "MetricRow", "ticker_for"]
 
 MetricRow = dict[str, Any]
 _TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaTicker] = (
@@ -54,6 +54,17 @@ class MediaOptions:
     jitter_buffer: JitterBufferConfig | None = None
 
 
+class MediaListener(Protocol):
+    """Told the media facts of each call as they happen (an endpoint's lifecycle)."""
+
+    def media_started(self, call_id: str, now: float) -> None: ...
+    def first_media(self, call_id: str, now: float) -> None:
+        """The first RTP packet of the call arrived at ``now``."""
+        ...
+
+    def media_failed(self, call_id: str, now: float, reason: str) -> None: ...
+
+
 @dataclass(slots=True)
 class _Running:
     session: MediaSession
@@ -78,6 +89,8 @@ class CallMedia:
         )  # fmt: skip
         self.rows: list[MetricRow] = []  # every per-second row of every call, in order
         self.failures: dict[str, str] = {}  # call id -> why it had no media
+        self.first_media_at: dict[str, float] = {}  # call id -> first RTP packet's arrival
+        self.listener: MediaListener | None = None
         self._running: dict[str, _Running] = {}
         self._timer: asyncio.TimerHandle | None = None
 
@@ -106,6 +119,8 @@ class CallMedia:
         negotiated = self.offer_answer.negotiated(call_id)
         if negotiated is None:
             self.failures[call_id] = "no negotiated media"
+            if self.listener is not None:
+                self.listener.media_failed(call_id, self.loop.time(), "no negotiated media")
             return
         media = _library().for_negotiated(negotiated, self.options.source)
         now = self.loop.time()
@@ -121,6 +136,8 @@ class CallMedia:
         self.ticker.add(session, self.socket)
         if self._timer is None:
             self._timer = self.loop.call_at(now + 1.0, self._every_second)
+        if self.listener is not None:
+            self.listener.media_started(call_id, now)
 
     def _stop(self, call_id: str) -> None:
         running = self._running.pop(call_id, None)
@@ -139,6 +156,18 @@ class CallMedia:
         second = round(now - running.started, 3)
         for direction, values in running.session.snapshot(now).items():
             self.rows.append({"call_id": call_id, "t_s": second, "direction": direction, **values})
+            first_ms = values.get("time_to_first_media_ms")
+            if direction == "receive" and first_ms is not None:
+                self._first_media(call_id, running.started + first_ms / 1000.0)
+
+    def _first_media(self, call_id: str, at: float) -> None:
+        """Learnt from the receive snapshot: exact (the stream's start plus its time to first
+        packet), though up to a second late; the lifecycle only needs it by the call's end."""
+        if call_id in self.first_media_at:
+            return
+        self.first_media_at[call_id] = at
+        if self.listener is not None:
+            self.listener.first_media(call_id, at)
 
     def close(self) -> None:
         for call_id in list(self._running):

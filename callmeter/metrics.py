@@ -330,8 +330,9 @@ _CALL_TIMING: Final[tuple[_Spec, ...]] = (
     ("setup_time_ms", "ms", "one_shot", _C,
      "INVITE to the 2xx, the session request delay of a successful setup (RFC 6076 4.2)"),
     ("ack_delay_ms", "ms", "one_shot", _C, "2xx to ACK (RFC 3261 13.2.2.4)"),
-    ("time_to_first_media_ms", "ms", "one_shot", _SR,
-     "From the 2xx (or the media start) to the first RTP packet sent / received"),
+    ("time_to_first_media_ms", "ms", "one_shot", ("send", "receive", "call"),
+     "From the 2xx (or the media start) to the first RTP packet sent / received; in the "
+     "call row, to the first packet received"),
     ("call_duration_s", "s", "one_shot", _C, "2xx to the end of the call (RFC 6076 4.4 SDT)"),
     ("disconnect_delay_ms", "ms", "one_shot", _C,
      "BYE to its final response, the session disconnect delay (RFC 6076 4.3)"),
@@ -341,7 +342,8 @@ _CALL_TIMING: Final[tuple[_Spec, ...]] = (
      "401/407 challenges answered (RFC 3261 22.2, 22.3)"),
     ("final_status_code", "status", "one_shot", _C, "Final response status code of the INVITE"),
     ("call_result", "text", "one_shot", _C,
-     "The endpoint outcome (SUCCESS, CALL_FAILED, TIMEOUT ...; DESIGN.md)"),
+     "How the call ended: SUCCESS, TIMEOUT, REJECTED or ERROR (the endpoint outcome, "
+     "SUCCESS ... TEARDOWN_ERROR, is recorded as an event)"),
 )  # fmt: skip
 
 _GENERATOR: Final[tuple[_Spec, ...]] = (
