@@ -197,6 +197,8 @@ class MediaSession:
         )
         self._send_line: DelayLine[tuple[bytes, Address]] = DelayLine()
         self._receive_line: DelayLine[bytes] = DelayLine()
+        # Only an impairment fills a delay line: without one the per-packet paths skip both.
+        self._impaired = self.send_impairment is not None or self.receive_impairment is not None
         self.stats = ReceiverStats(negotiated.clock_rate)
         if self.receiving:
             self.stats.start(now)
@@ -227,10 +229,13 @@ class MediaSession:
             return None
         due = self.rtcp.next_report_time()
         if self.sending:
-            due = min(due, self._start + self._index * self._ptime_s)
-        for head in (self._send_line.next_due(), self._receive_line.next_due()):
-            if head is not None and head < due:
-                due = head
+            send_due = self._start + self._index * self._ptime_s
+            if send_due < due:
+                due = send_due
+        if self._impaired:
+            for head in (self._send_line.next_due(), self._receive_line.next_due()):
+                if head is not None and head < due:
+                    due = head
         return due
 
     def packets_due(self, now: float) -> list[tuple[bytes, Address]]:
@@ -238,7 +243,8 @@ class MediaSession:
         and what the send delay line releases."""
         if self._stopped:
             return []
-        self._drain_receive(now)
+        if self._impaired:
+            self._drain_receive(now)
         out: list[tuple[bytes, Address]] = []
         if self.sending:
             self._send_rtp(now, out)
@@ -246,7 +252,7 @@ class MediaSession:
             data = self.rtcp.build_report(now, self.stats)
             self._count_rtcp_sent(data, bye=False)
             self._emit(data, self.negotiated.remote_rtcp, now, out, rtp=False)
-        if self._send_line:
+        if self._impaired and self._send_line:
             out.extend(item for _, item in self._send_line.pop_due(now))
         return out
 
@@ -254,11 +260,11 @@ class MediaSession:
         """One datagram from the media socket; malformed ones are counted, never raised."""
         if self._stopped:
             return
-        self._drain_receive(now)
         impairment = self.receive_impairment
-        if impairment is None:
+        if impairment is None:  # nothing is held in the receive line
             self._process(data, now)
             return
+        self._drain_receive(now)
         for release, packet in impairment.apply(data, now):
             if release <= now:  # the line holds only later releases: order is kept
                 self._process(packet, release)
