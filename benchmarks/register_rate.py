@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from callmeter.sip.events import Registered, RegistrationFailed
 from callmeter.sip.shared import SharedSocket
 from callmeter.sip.useragent import UserAgent, UserAgentConfig
-from callmeter.transport import open_udp, run
+from callmeter.transport import open_udp, run, tune_gc_for_load
 from tests.peers import Kamailio, Sipp
 
 LADDER = [500, 1000, 2000, 3000, 4000, 5000, 6000, 8000]
@@ -81,6 +81,7 @@ async def our_registrations(
 def _worker(
     port: int, users: list[str], rate: float, duration: float, queue: Queue[tuple[int, int, float]]
 ) -> None:
+    tune_gc_for_load()  # a load process: see callmeter.transport.loop
     queue.put(run(our_registrations(port, users, rate, duration)))
 
 

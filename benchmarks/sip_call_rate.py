@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from callmeter.callrate import CallRateResult, run_call_rate
-from callmeter.transport import run
+from callmeter.transport import run, tune_gc_for_load
 from tests.peers import Sipp
 
 SIPP_LADDER = [1000, 2000, 4000, 6000, 8000, 10000]
@@ -30,6 +30,7 @@ OUR_LADDER = [1000, 2000, 3000, 3500, 4000, 4500, 5000, 5500, 6000, 7000]
 
 
 def _ours_worker(port: int, rate: float, duration: float, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    tune_gc_for_load()  # a load process: see callmeter.transport.loop
     start = resource.getrusage(resource.RUSAGE_SELF)
     result = run(run_call_rate(("127.0.0.1", port), rate_cps=rate, duration_s=duration))
     end = resource.getrusage(resource.RUSAGE_SELF)

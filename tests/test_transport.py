@@ -381,3 +381,18 @@ def test_tcp_close_cancels_pending_connects(run_on: Runner) -> None:
         assert transport.connection_addresses == []
 
     run_on(scenario())
+
+
+def test_tune_gc_for_load_raises_the_threshold_and_freezes_startup_objects() -> None:
+    import gc
+
+    from callmeter.transport import tune_gc_for_load
+
+    before = gc.get_threshold()
+    try:
+        tune_gc_for_load(12_345)
+        assert gc.get_threshold() == (12_345, 20, 10)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -10,6 +10,7 @@ from callmeter.transport.loop import (
     loop_implementation,
     new_event_loop,
     run,
+    tune_gc_for_load,
     uvloop_available,
 )
 from callmeter.transport.media import MediaSocket, MediaTicker, open_media, open_media_socket
@@ -32,5 +33,6 @@ __all__ = [
     "open_tcp",
     "open_udp",
     "run",
+    "tune_gc_for_load",
     "uvloop_available",
 ]
