@@ -50,7 +50,6 @@ from callmeter.registrar.location import LocationService
 from callmeter.registrar.registration import Extra, RegisterHandler, challenge_reply
 from callmeter.registrar.routing import (
     LocalIdentity,
-    build_cancel,
     stamp_via,
     stateless_branch,
     uri_target,
@@ -66,6 +65,7 @@ from callmeter.sip.transaction import (
     ServerTransaction,
     Transaction,
     TxState,
+    build_cancel,
 )
 from callmeter.sip.uri import SipUri, Uri
 

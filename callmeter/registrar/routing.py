@@ -8,14 +8,13 @@ import ipaddress
 from functools import lru_cache
 
 from callmeter.sip.core import Address
-from callmeter.sip.headers import Headers, Via
+from callmeter.sip.headers import Via
 from callmeter.sip.message import Request
 from callmeter.sip.transaction import MAGIC_COOKIE
 from callmeter.sip.uri import SipUri, Uri
 
 __all__ = [
     "LocalIdentity",
-    "build_cancel",
     "is_ip_literal",
     "stamp_via",
     "stateless_branch",
@@ -67,19 +66,6 @@ def stamp_via(request: Request, source: Address) -> None:
     stamped = Via(top.transport, top.host, top.port, tuple(params), top.version)
     request.headers.pop_first_value("via")
     request.headers.prepend("Via", str(stamped))
-
-
-def build_cancel(invite: Request) -> Request:
-    """The CANCEL of a forwarded INVITE (section 9.1, applied by a proxy in section 16.10):
-    its Request-URI, top Via (so the same branch), From, To, Call-ID and Route, CSeq number
-    with method CANCEL."""
-    headers = Headers([("Via", invite.headers.values("via")[0]), ("Max-Forwards", "70")])
-    for name in ("From", "To", "Call-ID"):
-        headers.add(name, invite.headers.get(name) or "")
-    headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
-    for route in invite.headers.get_all("Route"):
-        headers.add("Route", route)
-    return Request("CANCEL", invite.uri, headers)
 
 
 def stateless_branch(received_branch: str, local: Address) -> str:

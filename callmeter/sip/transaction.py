@@ -40,6 +40,8 @@ __all__ = [
     "Transaction",
     "TransactionUser",
     "TxState",
+    "build_cancel",
+    "build_non2xx_ack",
     "client_key",
     "server_key",
 ]
@@ -494,3 +496,16 @@ def build_non2xx_ack(invite: Request, response: Response) -> Request:
     for route in invite.headers.get_all("Route"):
         headers.add("Route", route)
     return Request("ACK", invite.uri, headers)
+
+
+def build_cancel(invite: Request) -> Request:
+    """The CANCEL of a pending INVITE (RFC 3261 section 9.1; a proxy's in section 16.10): the
+    INVITE's Request-URI, top Via (so the same branch), From, To, Call-ID and Route, and its
+    CSeq number with method CANCEL."""
+    headers = Headers([("Via", invite.headers.values("via")[0]), ("Max-Forwards", "70")])
+    for name in ("From", "To", "Call-ID"):
+        headers.add(name, invite.headers.get(name) or "")
+    headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
+    for route in invite.headers.get_all("Route"):
+        headers.add("Route", route)
+    return Request("CANCEL", invite.uri, headers)

@@ -49,7 +49,13 @@ from callmeter.sip.headers import Headers
 from callmeter.sip.layer import TransactionLayer
 from callmeter.sip.message import Request, Response
 from callmeter.sip.timers import TimerConfig
-from callmeter.sip.transaction import ClientTransaction, ServerTransaction, Transaction, TxState
+from callmeter.sip.transaction import (
+    ClientTransaction,
+    ServerTransaction,
+    Transaction,
+    TxState,
+    build_cancel,
+)
 from callmeter.sip.uri import SipUri, parse_uri
 
 __all__ = ["Call", "CallState", "NoMedia", "OfferAnswer", "UserAgent", "UserAgentConfig"]
@@ -402,16 +408,9 @@ class UserAgent(TransactionLayer):
             self._finish(call, now, CallCancelled(now, call_id, "local", call.timing))
 
     def _send_cancel(self, call: Call, now: float) -> None:
-        """Section 9.1: same Request-URI, Call-ID, To, From, top Via branch and Route as the
-        INVITE; CSeq number with method CANCEL."""
-        invite = call.invite
-        headers = Headers([("Via", invite.headers.values("via")[0]), ("Max-Forwards", "70")])
-        for name in ("From", "To", "Call-ID"):
-            headers.add(name, invite.headers.get(name) or "")
-        headers.add("CSeq", f"{invite.cseq.seq} CANCEL")
-        for route in invite.headers.get_all("Route"):
-            headers.add("Route", route)
-        self.send_request(Request("CANCEL", invite.uri, headers), self._first_hop(invite), now)
+        """Section 9.1: CANCEL the pending INVITE on the same branch."""
+        cancel = build_cancel(call.invite)
+        self.send_request(cancel, self._first_hop(call.invite), now)
         call.cancelled = True
 
     def _send_bye(self, call: Call, now: float) -> None:
