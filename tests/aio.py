@@ -18,6 +18,17 @@ async def poll(predicate: Callable[[], object], within_s: float, what: str) -> N
         await asyncio.sleep(0.05)
 
 
+async def until(predicate: Callable[[], object], what: str, within_s: float = 10.0) -> None:
+    """Poll ``predicate`` often (every millisecond) until true; AssertionError after
+    ``within_s``. For transport tests where the poll interval itself matters."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)
+
+
 async def sipp_exit(sipp: Sipp, within_s: float = 30.0) -> int:
     """SIPp's exit code, polled while our loop keeps serving; its log if it hangs."""
     try:

@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import pytest
 
 from callmeter.media.core import MediaCore
 from callmeter.sip.core import Address
-from callmeter.transport import run, uvloop_available
 from callmeter.transport.media import (
     LatenessHistogram,
     MediaSocket,
@@ -26,13 +23,13 @@ from callmeter.transport.media import (
     open_media,
     open_media_socket,
 )
+from tests.aio import until
+from tests.conftest import Runner
 
 LOOPBACK = "127.0.0.1"
 DEADLINE_S = 10.0
 PTIME_S = 0.02
 PAYLOAD = bytes(160)  # 20 ms of G.711
-
-Runner = Callable[[Coroutine[Any, Any, None]], None]
 
 
 def rtp_packet(ssrc: int, seq: int) -> bytes:
@@ -96,32 +93,6 @@ class BrokenCore(PacedCore):
 
     def packets_due(self, now: float) -> list[tuple[bytes, Address]]:
         raise RuntimeError("a bug in the media core")
-
-
-async def until(predicate: Callable[[], object], what: str) -> None:
-    """Poll ``predicate`` on the running loop until true, failing after ``DEADLINE_S``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-LOOPS = [
-    "asyncio",
-    pytest.param("uvloop", marks=pytest.mark.skipif(not uvloop_available(), reason="no uvloop")),
-]
-
-
-@pytest.fixture(params=LOOPS)
-def run_on(request: pytest.FixtureRequest) -> Runner:
-    use_uvloop = request.param == "uvloop"
-
-    def runner(coro: Coroutine[Any, Any, None]) -> None:
-        run(coro, use_uvloop=use_uvloop)
-
-    return runner
 
 
 async def _close(*sockets: MediaSocket) -> None:

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Coroutine
-from typing import Any
-
-import pytest
 
 from callmeter.sip.core import Address, SansIOCore
 from callmeter.transport import (
@@ -24,11 +20,11 @@ from callmeter.transport import (
     run,
     uvloop_available,
 )
+from tests.aio import until
+from tests.conftest import Runner
 
 LOOPBACK = "127.0.0.1"
 DEADLINE_S = 5.0
-
-Runner = Callable[[Coroutine[Any, Any, None]], None]
 
 
 def _frame(body: bytes, start: bytes = b"SIP/2.0 200 OK") -> bytes:
@@ -69,32 +65,6 @@ class RecordingCore:
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
         outgoing, self.outgoing = self.outgoing, []
         return outgoing
-
-
-async def until(predicate: Callable[[], object], what: str) -> None:
-    """Poll ``predicate`` on the running loop until true, failing after ``DEADLINE_S``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
-
-
-LOOPS = [
-    "asyncio",
-    pytest.param("uvloop", marks=pytest.mark.skipif(not uvloop_available(), reason="no uvloop")),
-]
-
-
-@pytest.fixture(params=LOOPS)
-def run_on(request: pytest.FixtureRequest) -> Runner:
-    use_uvloop = request.param == "uvloop"
-
-    def runner(coro: Coroutine[Any, Any, None]) -> None:
-        run(coro, use_uvloop=use_uvloop)
-
-    return runner
 
 
 def test_loop_selection() -> None:
