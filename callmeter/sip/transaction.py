@@ -98,6 +98,7 @@ class Transaction:
     """Shared machinery: the transition table, timers and the last message sent."""
 
     TABLE: ClassVar[Table]
+    INITIAL: ClassVar[TxState]
     # The timers a subclass arms: termination cancels only these (a dict pop each).
     TIMERS: ClassVar[str] = "ABDEFGHIJKLM"
     __slots__ = (
@@ -121,7 +122,6 @@ class Transaction:
         *,
         reliable: bool,
         config: TimerConfig,
-        state: TxState,
     ) -> None:
         self.user = user
         self._request: Request | None = request
@@ -130,7 +130,7 @@ class Transaction:
         self.addr = addr
         self.reliable = reliable
         self.config = config
-        self.state = state
+        self.state = self.INITIAL
         self.last_sent: bytes | None = None
         self.key: tuple[str, ...] = ()
 
@@ -192,9 +192,9 @@ class ClientTransaction(Transaction):
 
     def __init__(
         self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
-        config: TimerConfig, state: TxState, branch: str | None = None,
+        config: TimerConfig, branch: str | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(user, request, addr, reliable=reliable, config=config, state=state)
+        super().__init__(user, request, addr, reliable=reliable, config=config)
         if branch is None:
             branch = request.via[0].branch or ""
         self.key = client_key(branch, request.method)
@@ -253,15 +253,13 @@ class InviteClientTransaction(ClientTransaction):
         (S.COMPLETED, "timer_D"): (S.TERMINATED, "_noop"),
     }
     del S
+    INITIAL = TxState.CALLING
 
     def __init__(
         self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
         config: TimerConfig, branch: str | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(
-            user, request, addr, reliable=reliable, config=config, state=TxState.CALLING,
-            branch=branch,
-        )  # fmt: skip
+        super().__init__(user, request, addr, reliable=reliable, config=config, branch=branch)
         self.ack: bytes | None = None
 
     def start(self, now: float) -> None:
@@ -324,15 +322,7 @@ class NonInviteClientTransaction(ClientTransaction):
         (S.COMPLETED, "timer_K"): (S.TERMINATED, "_noop"),
     }
     del S
-
-    def __init__(
-        self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
-        config: TimerConfig, branch: str | None = None,
-    ) -> None:  # fmt: skip
-        super().__init__(
-            user, request, addr, reliable=reliable, config=config, state=TxState.TRYING,
-            branch=branch,
-        )  # fmt: skip
+    INITIAL = TxState.TRYING
 
     def start(self, now: float) -> None:
         self._send(self.request.serialize())
@@ -363,9 +353,9 @@ class ServerTransaction(Transaction):
 
     def __init__(
         self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
-        config: TimerConfig, state: TxState,
+        config: TimerConfig,
     ) -> None:  # fmt: skip
-        super().__init__(user, request, addr, reliable=reliable, config=config, state=state)
+        super().__init__(user, request, addr, reliable=reliable, config=config)
         self.key = server_key(request)
         self.interval = config.t1
         self.last_response: Response | None = None
@@ -415,14 +405,7 @@ class InviteServerTransaction(ServerTransaction):
         (S.CONFIRMED, "timer_I"): (S.TERMINATED, "_noop"),
     }
     del S
-
-    def __init__(
-        self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
-        config: TimerConfig,
-    ) -> None:  # fmt: skip
-        super().__init__(
-            user, request, addr, reliable=reliable, config=config, state=TxState.PROCEEDING
-        )
+    INITIAL = TxState.PROCEEDING
 
     def _accepted(self, now: float, message: Request | Response | None) -> None:
         self._send_response(now, message)
@@ -466,14 +449,7 @@ class NonInviteServerTransaction(ServerTransaction):
         (S.COMPLETED, "timer_J"): (S.TERMINATED, "_noop"),
     }
     del S
-
-    def __init__(
-        self, user: TransactionUser, request: Request, addr: Address, *, reliable: bool,
-        config: TimerConfig,
-    ) -> None:  # fmt: skip
-        super().__init__(
-            user, request, addr, reliable=reliable, config=config, state=TxState.TRYING
-        )
+    INITIAL = TxState.TRYING
 
     def _completed(self, now: float, message: Request | Response | None) -> None:
         self._send_response(now, message)
