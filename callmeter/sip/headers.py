@@ -148,7 +148,13 @@ _NO_VALUES: tuple[str, ...] = ()
 _VALUE_MEMO_LIMIT, _VALUE_KEY_CHARS = 4096, 256
 
 
-def _remember(memo: dict[str, T], text: str, value: T) -> T:
+def _memoized(memo: dict[str, T], text: str, parse: Callable[[str], T]) -> T:
+    """``parse(text)``, remembered by text: a load test sees the same few header values in
+    every call. Errors are never remembered; the memo is bounded and emptied when full."""
+    known = memo.get(text)
+    if known is not None:
+        return known
+    value = parse(text)
     if len(text) <= _VALUE_KEY_CHARS:
         if len(memo) >= _VALUE_MEMO_LIMIT:
             memo.clear()
@@ -502,11 +508,7 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        known = _VIA_MEMO.get(text) if cls is Via else None
-        if known is not None:
-            return known
-        via = cls._parse(text)
-        return _remember(_VIA_MEMO, text, via) if cls is Via else via
+        return _memoized(_VIA_MEMO, text, cls._parse)
 
     @classmethod
     def _parse(cls, text: str) -> Via:
@@ -600,11 +602,7 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str, what: str = "name-addr") -> NameAddr:
-        known = _NAME_ADDR_MEMO.get(text) if cls is NameAddr else None
-        if known is not None:
-            return known
-        value = cls._parse(text, what)
-        return _remember(_NAME_ADDR_MEMO, text, value) if cls is NameAddr else value
+        return _memoized(_NAME_ADDR_MEMO, text, lambda t: cls._parse(t, what))
 
     @classmethod
     def _parse(cls, text: str, what: str) -> NameAddr:
@@ -707,11 +705,7 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        known = _CSEQ_MEMO.get(text) if cls is CSeq else None
-        if known is not None:
-            return known
-        cseq = cls._parse(text)
-        return _remember(_CSEQ_MEMO, text, cseq) if cls is CSeq else cseq
+        return _memoized(_CSEQ_MEMO, text, cls._parse)
 
     @classmethod
     def _parse(cls, text: str) -> CSeq:
