@@ -11,6 +11,7 @@ catalog). One call with media at a time per endpoint, like a phone with one line
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 import weakref
@@ -178,17 +179,13 @@ class CallMedia:
         self.socket.close()
 
 
-_LIBRARIES: dict[str, Any] = {}
-
-
+@functools.cache
 def _library() -> Any:
     """One media library per process: every sender replays what it encoded once. Imported
     here, not at the top: it loads PyAV, which signaling-only runs never need."""
-    if "default" not in _LIBRARIES:
-        from callmeter.media.source import MediaLibrary
+    from callmeter.media.source import MediaLibrary
 
-        _LIBRARIES["default"] = MediaLibrary()
-    return _LIBRARIES["default"]
+    return MediaLibrary()
 
 
 def _prepare(options: MediaOptions) -> None:
