@@ -157,17 +157,23 @@ _Spec = tuple[str, str, Kind, tuple[Direction, ...], str]
 
 _QUALITY: Final[tuple[_Spec, ...]] = (
     ("mos", "MOS", "gauge", _SR,
-     "Conversational MOS (MOS-CQE) from R, ITU-T G.107 Annex B; send: from the peer's RTCP "
-     "reports on our stream, receive: from our own receive statistics"),
+     "Conversational MOS (MOS-CQE) from R, ITU-T G.107 Annex B (wideband codecs: G.107.1 "
+     "Annex A, from R / 1.29); send: from the peer's RTCP reports on our stream, receive: "
+     "from our own receive statistics"),
     ("r_factor", "R", "gauge", _SR,
-     "Transmission rating R = Ro - Is - Id - Ie,eff + A (ITU-T G.107 clause 7.1, A = 0)"),
+     "Transmission rating R = Ro - Is - Id - Ie,eff + A (ITU-T G.107 clause 7.1, A = 0; "
+     "G.107.1 up to 129 for wideband codecs, see r_scale_max)"),
+    ("r_scale_max", "R", "gauge", _SR,
+     "Top of the R scale the r_* values are on: 100 for narrowband codecs (ITU-T G.107), "
+     "129 for wideband ones, G.722 and Opus (G.107.1); compare R within a scale, MOS across"),
     ("r_ro", "R", "gauge", _SR, "R budget: basic signal-to-noise ratio Ro (ITU-T G.107 7.2)"),
     ("r_simultaneous_is", "R", "gauge", _SR,
      "R budget: simultaneous impairment Is (ITU-T G.107 7.3), the part no network can fix"),
     ("r_delay_id", "R", "gauge", _SR,
      "R budget: delay impairment Id, echo plus absolute delay (ITU-T G.107 7.4)"),
     ("r_codec_ie", "R", "gauge", _SR,
-     "R budget: the codec's equipment impairment Ie (ITU-T G.113 Appendix I)"),
+     "R budget: the codec's equipment impairment Ie (ITU-T G.113 Appendix I; Ie,wb of "
+     "Appendix IV for wideband codecs)"),
     ("r_loss_ie", "R", "gauge", _SR,
      "R budget: what packet loss adds to Ie, Ie,eff - Ie (ITU-T G.107 7.5)"),
     ("jitter_ms", "ms", "gauge", _SR,

@@ -14,10 +14,17 @@ import pytest
 from callmeter import metrics
 from callmeter.media.core import MediaCore
 from callmeter.media.impairment import ImpairmentProfile
-from callmeter.media.rtcp import Bye, parse_rtcp
+from callmeter.media.quality import (
+    burst_ratio_from_runs,
+    mos_from_r_wideband,
+    r_budget,
+    r_budget_wideband,
+)
+from callmeter.media.rtcp import RX_CONFIG_JB_ADAPTIVE, Bye, ExtendedReport, VoipMetrics, parse_rtcp
 from callmeter.media.rtp import peek_header
+from callmeter.media.rtpstats import burst_gap
 from callmeter.media.sdp import Direction, Negotiated
-from callmeter.media.session import BURST_MAX_PACKETS, MediaSession, MetricValues
+from callmeter.media.session import BURST_MAX_PACKETS, MediaSession, MetricValues, _LossPattern
 from callmeter.media.source import EncodedMedia, MediaLibrary
 from callmeter.sip.core import Address
 
@@ -40,6 +47,7 @@ class SessionOptions(TypedDict, total=False):
     send_impairment: ImpairmentProfile
     receive_impairment: ImpairmentProfile
     impairment_seed: int
+    rtcp_xr: bool
 
 
 class Options(SessionOptions, total=False):
@@ -123,6 +131,7 @@ def test_clean_pcmu_call_is_perfect_both_ways() -> None:
         assert receive["jitter_ms"] == pytest.approx(0.0, abs=1e-6)
         assert receive["mos"] == pytest.approx(4.4, abs=0.05)
         assert receive["r_loss_ie"] == 0.0
+        assert receive["r_scale_max"] == 100.0  # narrowband: G.107
         assert send["packets_send_skipped"] == 0
         assert send["send_lateness_max_ms"] == 0.0
         assert send["talkspurt_count"] == 1
@@ -390,3 +399,161 @@ def test_a_call_with_media_encoded_by_the_library() -> None:
     assert receive["packets"] == 150
     assert receive["payload_bytes"] == 150 * 160
     assert receive["mos"] == pytest.approx(4.4, abs=0.05)
+
+
+def library_pair(codec: str, fmtp: str | None = None) -> tuple[MediaSession, MediaSession]:
+    media = MediaLibrary().get(codec, 20)
+    negotiated = [
+        Negotiated(
+            codec=media.codec, payload_type=media.payload_type, clock_rate=media.clock_rate,
+            channels=1, ptime_ms=20, local_rtp_port=0, remote_rtp=remote, remote_rtcp=remote,
+            rtcp_mux=True, telephone_event_pt=None, direction="sendrecv", fmtp=fmtp,
+        )
+        for remote in (B_ADDR, A_ADDR)
+    ]  # fmt: skip
+    a, b = (
+        MediaSession(n, media, now=0.0, ssrc=ssrc, cname=f"{ssrc}@test", rng=random.Random(ssrc),
+                     ntp_offset_s=NTP_OFFSET_S)
+        for n, ssrc in zip(negotiated, (11, 22), strict=True)
+    )  # fmt: skip
+    return a, b
+
+
+@pytest.mark.parametrize("codec", ["G722", "opus"])
+def test_wideband_calls_report_mos_on_the_g107_1_scale(codec: str) -> None:
+    a, b = library_pair(codec)
+    run(a, b, 10.0)
+    receive, send = b.snapshot(10.0)["receive"], a.snapshot(10.0)["send"]
+    assert receive["packets"] == 500 and receive["effective_loss_percent"] == 0.0
+    assert (receive["r_scale_max"], receive["r_ro"], receive["r_codec_ie"]) == (129.0, 129.0, 13.0)
+    expected = r_budget_wideband(ie=13.0, bpl=9.5, ta_ms=num(receive["one_way_delay_ms"]))
+    assert receive["r_factor"] == pytest.approx(expected.r)
+    assert receive["mos"] == pytest.approx(mos_from_r_wideband(expected.r))
+    # R 129 - 13 (Ie,wb) - 0.15 (listener echo) - the talker echo of the buffer's delay.
+    assert receive["mos"] == pytest.approx(4.3, abs=0.02)
+    assert send["r_scale_max"] == 129.0 and send["mos"] == pytest.approx(4.3, abs=0.04)
+
+
+def test_opus_limited_below_16_khz_gets_no_mos() -> None:
+    a, b = library_pair("opus", fmtp="maxplaybackrate=8000;useinbandfec=1")
+    run(a, b, 3.0)
+    receive = b.snapshot(3.0)["receive"]
+    assert receive["packets"] == 150
+    assert receive["mos"] is None and receive["r_scale_max"] is None
+
+
+def test_reports_carry_an_xr_of_our_reception_that_the_peer_reads() -> None:
+    # B's stream to A loses 5 %; A's VoIP Metrics blocks report on it. Stop right after A's
+    # third report, so A's statistics, never snapshot before, cover exactly what it reported.
+    loss: Options = {"send_impairment": ImpairmentProfile(loss_percent=5.0), "impairment_seed": 3}
+    a, b = pair(b_options=loss)
+    blocks: list[VoipMetrics] = []
+    now = 0.0
+    while len(blocks) < 3:
+        now, index = min((num(s.next_due()), i) for i, s in enumerate((a, b)))
+        sender, receiver, source = (a, b, A_ADDR) if index == 0 else (b, a, B_ADDR)
+        for data, _addr in sender.packets_due(now):
+            if sender is a and 192 <= data[1] <= 223:
+                xr = [p for p in parse_rtcp(data) if isinstance(p, ExtendedReport)]
+                assert len(xr) == 1 and xr[0].ssrc == a.ssrc
+                (block,) = xr[0].blocks
+                assert isinstance(block, VoipMetrics) and block.ssrc == b.ssrc
+                blocks.append(block)
+            receiver.receive(data, source, now)
+    assert b.rtcp.remote_voip == blocks[-1]  # parsed back on the peer's side as sent
+    block, stats = blocks[-1], a.stats.snapshot(now)
+    assert (
+        stats.lost_total > 5 and block.loss_rate == stats.lost_total * 256 // stats.expected_total
+    )
+    assert block.discard_rate == 0  # no delay variation: the buffer discards nothing
+    bursts = burst_gap(stats.loss_runs)  # every run since the first packet
+    assert block.burst_density == int(bursts.burst_density * 256)
+    assert block.gap_density == int(bursts.gap_density * 256)
+    assert block.burst_duration == round(bursts.burst_packets * 20)
+    assert block.gap_duration == round(bursts.gap_packets * 20)
+    remote = a.rtcp.remote
+    assert remote is not None and remote.rtt_ms is not None
+    assert block.round_trip_delay == round(remote.rtt_ms)
+    target_ms = a.jitter_buffer.target_delay_ms
+    assert (block.jb_nominal, block.end_system_delay) == (round(target_ms), round(target_ms + 20))
+    assert (block.jb_maximum, block.jb_abs_max, block.rx_config) == (1000, 1000, 0x30)
+    assert block.rx_config == RX_CONFIG_JB_ADAPTIVE and block.gmin == 16
+    ppl = 100.0 * stats.lost_total / stats.expected_total
+    burst_r = burst_ratio_from_runs(stats.loss_runs)
+    cq = r_budget(
+        ie=0.0, bpl=25.1, ppl=ppl, burst_r=burst_r, ta_ms=remote.rtt_ms / 2 + target_ms + 20
+    )
+    lq = r_budget(ie=0.0, bpl=25.1, ppl=ppl, burst_r=burst_r, ta_ms=0.0)
+    assert (block.r_factor, block.mos_cq, block.mos_lq) == (
+        round(cq.r),
+        round(cq.mos * 10),
+        round(lq.mos * 10),
+    )
+    assert (block.signal_level, block.noise_level, block.rerl, block.ext_r_factor) == (127,) * 4
+    # The peer counts every XR we send, and shows what it says about its stream.
+    sent, received = a.snapshot(now)["send"], b.snapshot(now)["receive"]
+    assert sent["xr_count"] == received["xr_count"] == len(blocks) == 3
+    assert received["xr_burst_density"] == block.burst_density / 256
+    assert received["xr_gap_duration_ms"] == block.gap_duration
+    assert received["xr_round_trip_delay_ms"] == block.round_trip_delay
+    assert received["xr_end_system_delay_ms"] == block.end_system_delay
+
+
+def test_xr_can_be_turned_off() -> None:
+    _, b, snap_a, snap_b = call(12.0, a_options={"rtcp_xr": False})
+    assert snap_a["send"]["xr_count"] == snap_b["receive"]["xr_count"] == 0
+    assert snap_b["receive"]["sr_count"] > 0  # type: ignore[operator]
+    assert snap_b["receive"]["xr_burst_density"] is None and b.rtcp.remote_voip is None
+    assert snap_b["send"]["xr_count"] == snap_a["receive"]["xr_count"] > 0  # type: ignore[operator]
+
+
+def test_a_session_that_receives_nothing_sends_no_xr() -> None:
+    _, _, snap_a, snap_b = call(
+        12.0, a_options={"direction": "sendonly"}, b_options={"direction": "recvonly"}
+    )
+    assert snap_a["receive"]["packets"] == 0 and snap_a["send"]["xr_count"] == 0
+    assert snap_a["send"]["sr_count"] > 0  # type: ignore[operator]
+    assert snap_b["send"]["xr_count"] == snap_a["receive"]["xr_count"]
+    assert snap_b["send"]["xr_count"] > 0  # type: ignore[operator]
+
+
+def test_xr_loss_pattern_undoes_in_time_reordering_and_counts_discards() -> None:
+    pattern = _LossPattern()
+    order = [i for i in range(200) if i not in (10, 11, 12, 50, 70, 120)]
+    order.insert(order.index(52) + 1, 50)  # reordered, still played
+    order.insert(order.index(75) + 1, 70)  # reordered, discarded as late
+    for i in order:
+        pattern.add((65500 + i) & 0xFFFF, played=i != 70)  # across the sequence wrap
+    runs = [10, 3, 57, 1, 49, 1, 79]  # lost or discarded: 10-12, 70, 120
+    summary = pattern.burst_gap()
+    assert summary.burst == burst_gap(runs)
+    assert summary.lost_fraction == 5 / 200
+    assert summary.burst_ratio == pytest.approx(burst_ratio_from_runs(runs))
+    assert pattern.burst_gap() == summary  # reading it changes nothing
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_xr_loss_pattern_matches_rtpstats_burst_gap_over_a_long_call(seed: int) -> None:
+    rng = random.Random(seed)
+    lost = [False] * 3000
+    for _ in range(40):  # single losses and bursts, one of them longer than the window
+        start, length = rng.randrange(3000), rng.choice((1, 1, 2, 3, 8, 150))
+        lost[start : start + length] = [True] * len(lost[start : start + length])
+    lost[0] = lost[-1] = False  # A.3 counts nothing before the first or after the last packet
+    pattern = _LossPattern()
+    for i, gone in enumerate(lost):
+        if not gone:
+            pattern.add((40_000 + i) & 0xFFFF, played=True)
+    runs = [0]
+    for gone in lost:
+        if (len(runs) % 2 == 0) != gone:
+            runs.append(0)
+        runs[-1] += 1
+    summary = pattern.burst_gap()
+    expected = burst_gap(runs)
+    assert summary.burst.burst_density == pytest.approx(expected.burst_density)
+    assert summary.burst.gap_density == pytest.approx(expected.gap_density)
+    assert summary.burst.burst_packets == pytest.approx(expected.burst_packets)
+    assert summary.burst.gap_packets == pytest.approx(expected.gap_packets)
+    assert summary.burst_ratio == pytest.approx(burst_ratio_from_runs(runs))
+    assert summary.lost_fraction == sum(lost) / len(lost)

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from callmeter.media.rtcp import (
     COMPENSATION,
     RTCP_MIN_TIME,
+    RX_CONFIG_JB_ADAPTIVE,
     SDES_CNAME,
     Bye,
     ExtendedReport,
@@ -106,6 +107,66 @@ def test_voip_metrics_block_layout() -> None:
     assert len(block) == 36 and block[:4] == b"\x07\x00\x00\x08"  # BT=7, length 8 (RFC 3611)
     assert block[20] == (-20) & 0xFF and block[21] == (-70) & 0xFF  # signed dBm levels
     assert ExtendedReport(1, (VOIP,)).serialize()[:4] == b"\x80\xcf\x00\x0a"
+
+
+# Measured values in natural units and the bytes RFC 3611 4.7 puts them in, by hand.
+MEASURED = VoipMetrics.from_measures(
+    0x01020304,
+    loss_fraction=0.05,  # int(12.8) = 12
+    discard_fraction=0.01,  # int(2.56) = 2
+    burst_density=0.5,  # 128
+    gap_density=0.02,  # int(5.12) = 5
+    burst_duration_ms=60.4,  # 60
+    gap_duration_ms=1234.6,  # 1235
+    round_trip_delay_ms=80.2,  # 80
+    end_system_delay_ms=None,  # unknown: 0
+    r_factor=93.2,  # 93
+    mos_lq=4.41,  # 44
+    mos_cq=None,  # unavailable: 127
+    rx_config=RX_CONFIG_JB_ADAPTIVE,  # PLC unspecified (00), JBA adaptive (11), rate 0
+    jb_nominal_ms=60.0,
+    jb_maximum_ms=1000.0,
+    jb_abs_max_ms=70_000.0,  # beyond 16 bits: 65535
+)
+MEASURED_BYTES = bytes.fromhex(
+    "07000008"  # BT 7, reserved, length 8
+    "01020304"  # SSRC of source
+    "0c028005"  # loss rate, discard rate, burst density, gap density
+    "003c04d3"  # burst duration 60, gap duration 1235
+    "00500000"  # round trip delay 80, end system delay 0
+    "7f7f7f10"  # signal, noise, RERL unavailable; Gmin 16
+    "5d7f2c7f"  # R 93, ext R unavailable, MOS-LQ 4.4, MOS-CQ unavailable
+    "3000003c"  # RX config, reserved, JB nominal 60
+    "03e8ffff"  # JB maximum 1000, JB abs max 65535
+)
+
+
+def test_voip_metrics_from_measures_in_rfc_3611_units() -> None:
+    assert MEASURED.serialize() == MEASURED_BYTES
+    packet = ExtendedReport(0xDEE0EE8F, (MEASURED,))
+    data = packet.serialize()  # header, SSRC and the 36-byte block: 11 words, length 10
+    assert data[:8] == b"\x80\xcf\x00\x0a\xde\xe0\xee\x8f" and data[8:] == MEASURED_BYTES
+    assert parse_rtcp(data) == (packet,)
+
+
+def test_voip_metrics_from_measures_clamps_to_the_fields() -> None:
+    block = VoipMetrics.from_measures(
+        1, loss_fraction=1.0, discard_fraction=-0.1, burst_density=1.0, gap_density=0.0,
+        burst_duration_ms=1e9, gap_duration_ms=-5.0, round_trip_delay_ms=None,
+        end_system_delay_ms=65535.4, r_factor=129.0, mos_lq=0.98, mos_cq=4.5, rx_config=0,
+        jb_nominal_ms=0.0, jb_maximum_ms=0.0, jb_abs_max_ms=0.0,
+    )  # fmt: skip
+    assert (block.loss_rate, block.discard_rate, block.burst_density) == (255, 0, 255)
+    assert (block.burst_duration, block.gap_duration, block.end_system_delay) == (65535, 0, 65535)
+    assert (block.r_factor, block.mos_lq, block.mos_cq) == (100, 10, 45)
+    assert VoipMetrics.parse(block.serialize()) == block
+
+
+def test_a_peer_without_xr_skips_ours() -> None:
+    # RFC 3611 section 2: XR is optional; aiortc, which has none, must still read the rest.
+    data = serialize_compound([RR, ExtendedReport(RR.ssrc, (MEASURED,))])
+    (rr,) = AiortcRtcpPacket.parse(data)
+    assert isinstance(rr, RtcpRrPacket) and rr.ssrc == RR.ssrc
 
 
 def test_unknown_packet_types_are_kept_raw_and_padding_dropped() -> None:
@@ -380,6 +441,25 @@ def test_bye_is_last_and_a_peer_bye_is_recorded() -> None:
     assert isinstance(packets[0], ReceiverReport) and packets[-1] == Bye((1,))
     bob.receive(alice.bye(3.0), now=3.1)
     assert bob.bye_received and not alice.bye_received
+
+
+def test_a_voip_block_goes_out_as_xr_after_the_sdes() -> None:
+    bob = session(2, 0.0, 0.0)
+    block = VoipMetrics(7, loss_rate=25)
+    report, sdes, xr = parse_rtcp(bob.build_report(5.0, Reception(7, 99, 100, 10, 16.0), block))
+    assert isinstance(report, ReceiverReport) and isinstance(sdes, SourceDescription)
+    assert xr == ExtendedReport(2, (block,))
+    assert len(parse_rtcp(bob.build_report(10.0, Reception(7, 199, 200, 10, 16.0)))) == 2
+
+
+def test_the_peer_voip_block_about_us_is_kept() -> None:
+    alice, bob = session(1, 0.0, 0.0), session(2, 0.0, 0.0)
+    assert alice.remote_voip is None
+    about_alice, about_other = VoipMetrics(1, burst_density=64), VoipMetrics(9, gap_density=3)
+    alice.receive(bob.build_report(5.0, None, about_other), now=5.0)
+    assert alice.remote_voip is None
+    alice.receive(bob.build_report(10.0, None, about_alice), now=10.0)
+    assert alice.remote_voip == about_alice
 
 
 def test_a_report_echoing_no_sr_has_no_rtt() -> None:

@@ -16,6 +16,26 @@ analogue hybrids, whose echo is what the terminal's TELR lets through.
 The terms are kept as separate small functions named after their G.107 symbols so a reader
 can hold each one against the Recommendation; ``r_budget`` returns them side by side so a user
 sees *why* the MOS dropped.
+
+Wideband
+--------
+G.722 and Opus carry 50-7000 Hz speech, which the narrowband scale cannot rate: ITU-T G.107.1
+(06/2019) extends it to ``R = Ro,WB - Is,WB - Id,WB - Ie,eff,WB + A`` with ``Ro,WB = 129`` and
+``Is,WB = 0`` (7.2, 7.3), wideband codec values ``Ie,wb`` / ``Bpl`` from ITU-T G.113
+Appendix IV, and MOS from ``Rx = R / 1.29`` through the narrowband Annex B curve (G.107.1
+Annex A), so R 129 is MOS 4.5 and a wideband and a narrowband call compare by MOS, never by
+R. ``r_budget_wideband`` implements it with the same four inputs:
+
+- ``Id,WB = Idte + Idle,WB + Idd,WB``: listener echo ``Idle`` on ``Ro,WB`` and the absolute
+  delay ``Idd`` of G.107 times 1.29 (the delay curve stretched to the wider scale, G.107.1
+  7.4). The talker echo keeps G.107's ``Idte`` with its default TELR: G.107.1 revises that
+  term for wideband echo, and its revision is not reproduced here; the G.107 term rates echo
+  at least as harshly (about 2 R points at 100 ms instead of under 0.5), so the choice can
+  only understate the MOS.
+- ``Ie,eff,WB = Ie,wb + (95 - Ie,wb) Ppl / (Ppl/BurstR + Bpl)``: G.107.1 7.5 keeps the
+  narrowband constant 95 (not 129) and defines random loss only; the G.107 burst ratio is
+  applied on top, as for narrowband, so bursty loss never rates as random. With ``BurstR``
+  1 it is G.107.1's formula exactly.
 """
 
 from __future__ import annotations
@@ -27,16 +47,27 @@ from dataclasses import dataclass
 __all__ = [
     "CODECS",
     "G711_PLC",
+    "G722",
+    "OPUS",
     "PCMA",
     "PCMU",
+    "RO_WB",
+    "R_MAX",
+    "R_MAX_WB",
+    "WB_SCALE",
+    "WIDEBAND_CODECS",
     "CodecImpairment",
     "RBudget",
     "burst_ratio",
     "burst_ratio_from_runs",
+    "codec_impairment",
     "ie_eff",
     "mos_from_r",
+    "mos_from_r_wideband",
     "r_budget",
+    "r_budget_wideband",
     "r_factor",
+    "r_factor_wideband",
 ]
 
 # G.107 (06/2015) Table 3 default values, named as in the Recommendation.
@@ -59,24 +90,72 @@ OLR_DB = SLR_DB + RLR_DB  # overall loudness rating (7.2)
 R_MAX = 100.0
 MOS_MIN = 1.0
 MOS_MAX = 4.5
+# ITU-T G.107.1 (06/2019): the wideband scale. Ro,WB (7.2) is its top; 1.29 = 129 / 100 maps
+# it onto the narrowband MOS curve (Annex A) and stretches the delay impairment Idd (7.4).
+RO_WB = 129.0
+R_MAX_WB = RO_WB
+WB_SCALE = 1.29
 
 
 @dataclass(frozen=True, slots=True)
 class CodecImpairment:
-    """Equipment impairment ``Ie`` and packet-loss robustness ``Bpl`` (ITU-T G.113 App. I)."""
+    """Equipment impairment ``Ie`` and packet-loss robustness ``Bpl`` of a codec.
+
+    Narrowband values (ITU-T G.113 Appendix I) rate on the G.107 scale; ``wideband`` ones are
+    ``Ie,wb`` (G.113 Appendix IV) and rate on the G.107.1 scale with ``r_budget_wideband``.
+    """
 
     ie: float
     bpl: float
+    wideband: bool = False
 
 
 # ITU-T G.113 (11/2007) Appendix I, Table I.3 (random loss): G.711 with the packet-loss
 # concealment of G.711 Appendix I has Ie 0 and Bpl 25.1 (``r_factor`` defaults to the G.107
-# Table 3 value Bpl 4.3). Wideband codecs (G.722, Opus) are rated on the G.107.1 scale (Ro 129),
-# which this module does not implement, so they have no entry here rather than a guessed one.
+# Table 3 value Bpl 4.3).
 G711_PLC = CodecImpairment(ie=0.0, bpl=25.1)
 PCMU = G711_PLC
 PCMA = G711_PLC
 CODECS: dict[str, CodecImpairment] = {"PCMU": PCMU, "PCMA": PCMA}
+
+# Wideband, keyed by upper-case codec name like ``CODECS``. G.722 at 64 kbit/s: Ie,wb 13, the
+# provisional planning value of ITU-T G.113 Appendix IV (Table IV.1). Bpl 9.5 is the value
+# quoted for G.722 *without* packet-loss concealment (G.113 Appendix IV; still to be checked
+# against the current edition's table): we cannot see whether the peer conceals (G.722
+# Appendix III/IV), and the value without concealment is the one that never flatters the
+# system under test. Opus has no Ie,wb or Bpl in G.113: until one is published it is rated
+# as G.722 at 64 kbit/s with the same values. That is an assumption, not a measurement, chosen
+# to err low: it gives no credit for Opus's coding at the rates VoIP uses for wideband (about
+# 20 kbit/s and up), nor for its concealment and in-band FEC. A very low-rate Opus stream may
+# sound worse than this rates it.
+G722 = CodecImpairment(ie=13.0, bpl=9.5, wideband=True)
+OPUS = CodecImpairment(ie=13.0, bpl=9.5, wideband=True)
+WIDEBAND_CODECS: dict[str, CodecImpairment] = {"G722": G722, "OPUS": OPUS}
+# RFC 7587 section 6.1: Opus limited to under 16 kHz audio is narrowband, with no G.113 value.
+_WIDEBAND_RATE_HZ = 16000
+_OPUS_RATE_PARAMETERS = ("maxplaybackrate", "sprop-maxcapturerate")
+
+
+def codec_impairment(codec: str, fmtp: str | None = None) -> CodecImpairment | None:
+    """The E-model values of a negotiated codec (any case), or None when none are published.
+
+    ``fmtp`` is the codec's a=fmtp parameters: an Opus stream whose ``maxplaybackrate`` or
+    ``sprop-maxcapturerate`` is under 16000 Hz (RFC 7587 section 6.1) is not wideband, and
+    narrowband Opus has no G.113 value, so it gets None like any codec without one.
+    """
+    name = codec.upper()
+    if name == "OPUS" and fmtp and _opus_below_wideband(fmtp):
+        return None
+    return CODECS.get(name) or WIDEBAND_CODECS.get(name)
+
+
+def _opus_below_wideband(fmtp: str) -> bool:
+    for parameter in fmtp.split(";"):
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() in _OPUS_RATE_PARAMETERS and value.strip().isdigit():
+            if int(value) < _WIDEBAND_RATE_HZ:
+                return True
+    return False
 
 
 def _lg(x: float) -> float:
@@ -144,10 +223,11 @@ def _idte(t_ms: float) -> float:
     return (half + math.sqrt(half**2 + 100.0) - 1.0) * (1.0 - math.exp(-t_ms))
 
 
-def _idle(tr_ms: float) -> float:
-    """Listener-echo impairment ``Idle`` (G.107 7.4), ``Rle = 10.5 (WEPL + 7)(Tr + 1)^-0.25``."""
+def _idle(tr_ms: float, ro: float) -> float:
+    """Listener-echo impairment ``Idle`` (G.107 7.4), ``Rle = 10.5 (WEPL + 7)(Tr + 1)^-0.25``;
+    ``ro`` is ``Ro``, or ``Ro,WB`` on the wideband scale (G.107.1 7.4)."""
     rle = 10.5 * (WEPL_DB + 7.0) * math.pow(tr_ms + 1.0, -0.25)
-    half = (_ro() - rle) / 2.0
+    half = (ro - rle) / 2.0
     return half + math.sqrt(half**2 + 169.0)
 
 
@@ -161,7 +241,13 @@ def _idd(ta_ms: float) -> float:
 
 def _id(ta_ms: float) -> float:
     """Delay impairment ``Id = Idte + Idle + Idd`` with ``T = Ta`` and ``Tr = 2 Ta``."""
-    return _idte(ta_ms) + _idle(2.0 * ta_ms) + _idd(ta_ms)
+    return _idte(ta_ms) + _idle(2.0 * ta_ms, _ro()) + _idd(ta_ms)
+
+
+def _id_wb(ta_ms: float) -> float:
+    """Wideband ``Id,WB = Idte + Idle,WB + 1.29 Idd`` (G.107.1 7.4; ``Idte`` as G.107, see the
+    module docstring), with ``T = Ta`` and ``Tr = 2 Ta``."""
+    return _idte(ta_ms) + _idle(2.0 * ta_ms, RO_WB) + WB_SCALE * _idd(ta_ms)
 
 
 def ie_eff(*, ie: float = 0.0, bpl: float = 4.3, ppl: float = 0.0, burst_r: float = 1.0) -> float:
@@ -179,7 +265,8 @@ class RBudget:
 
     ``codec_ie`` is the codec's own ``Ie``; ``loss_ie`` is what packet loss adds on top of it
     (``Ie,eff - Ie``); ``delay_id`` is ``Id`` (echo plus absolute delay); ``simultaneous_is``
-    is ``Is``, the part no network can fix.
+    is ``Is``, the part no network can fix. ``scale_max`` is the top of the scale the terms
+    are on: 100 for G.107, 129 for the wideband G.107.1 (``mos`` is comparable across both).
     """
 
     r: float
@@ -189,6 +276,7 @@ class RBudget:
     delay_id: float
     codec_ie: float
     loss_ie: float
+    scale_max: float = R_MAX
 
 
 def r_budget(
@@ -212,6 +300,40 @@ def r_factor(
     their G.107 defaults. With every default R is about 93.2.
     """
     return r_budget(ie=ie, bpl=bpl, ppl=ppl, burst_r=burst_r, ta_ms=ta_ms).r
+
+
+def r_budget_wideband(
+    *, ie: float = 0.0, bpl: float = 4.3, ppl: float = 0.0, burst_r: float = 1.0, ta_ms: float = 0.0
+) -> RBudget:
+    """The wideband E-model (ITU-T G.107.1 7.1) term by term, on the scale up to 129.
+
+    ``ie`` and ``bpl`` are the wideband codec values (``WIDEBAND_CODECS``); the other inputs
+    are as for ``r_budget``. ``Is,WB`` is 0 and ``A`` is 0; see the module docstring for the
+    delay and loss terms.
+    """
+    delay_id = _id_wb(ta_ms)
+    loss_ie = ie_eff(ie=ie, bpl=bpl, ppl=ppl, burst_r=burst_r) - ie
+    r = RO_WB - delay_id - ie - loss_ie
+    return RBudget(r, mos_from_r_wideband(r), RO_WB, 0.0, delay_id, ie, loss_ie, R_MAX_WB)
+
+
+def r_factor_wideband(
+    *, ie: float = 0.0, bpl: float = 4.3, ppl: float = 0.0, burst_r: float = 1.0, ta_ms: float = 0.0
+) -> float:
+    """Wideband rating ``R = Ro,WB - Is,WB - Id,WB - Ie,eff,WB + A`` (G.107.1 7.1, ``A = 0``).
+
+    With every default only the listener echo remains: R is about 128.85.
+    """
+    return r_budget_wideband(ie=ie, bpl=bpl, ppl=ppl, burst_r=burst_r, ta_ms=ta_ms).r
+
+
+def mos_from_r_wideband(r: float) -> float:
+    """Conversational MOS from a wideband R (G.107.1 Annex A): ``mos_from_r(R / 1.29)``.
+
+    R 129 gives 4.5; below R 0 it is 1. The Annex B cubic's dip under 1 (``Rx`` under 6.5,
+    R under about 8.4) carries over unchanged.
+    """
+    return mos_from_r(r / WB_SCALE)
 
 
 def mos_from_r(r: float) -> float:

@@ -13,7 +13,10 @@ Session: ``RtcpSession`` holds what RFC 3550 asks of one participant of a two-pa
 The shell tells it what it sent (``on_rtp_sent``), hands it the latest receive statistics
 (``build_report(now, reception)`` with a ``ReceiverSnapshot`` or anything with the same five
 fields) and the RTCP datagrams it received (``receive``); it returns the bytes to send and keeps
-the peer's view of our stream (``remote``: fraction lost, cumulative lost, jitter, RTT). When to
+the peer's view of our stream (``remote``: fraction lost, cumulative lost, jitter, RTT; and
+``remote_voip``, the peer's last VoIP Metrics block about us). A ``VoipMetrics`` block passed
+to ``build_report`` (``VoipMetrics.from_measures`` encodes one from measured values) is sent
+as an XR packet after the SDES (RFC 3611 section 2: XR travels in the compound). When to
 send is ``next_report_time()``, the RFC 3550 6.3.1 / A.7 interval: 5 s minimum (half for the
 first report), the 5 % RTCP share of the session bandwidth split 25/75 between senders and
 receivers, randomised by 0.5..1.5 with the rng passed in and divided by e - 3/2. Timer
@@ -43,7 +46,12 @@ __all__ = [
     "RTCP_SDES",
     "RTCP_SR",
     "RTCP_XR",
+    "RX_CONFIG_JB_ADAPTIVE",
+    "RX_CONFIG_JB_NON_ADAPTIVE",
+    "RX_CONFIG_PLC_UNSPECIFIED",
     "SDES_CNAME",
+    "XR_GMIN",
+    "XR_UNAVAILABLE",
     "XR_VOIP_METRICS",
     "Bye",
     "ExtendedReport",
@@ -84,6 +92,12 @@ SDES_CNAME = 1
 # RFC 3611 section 4.7: VoIP Metrics Report Block type and its fixed block length (words - 1).
 XR_VOIP_METRICS = 7
 XR_VOIP_METRICS_LENGTH = 8
+XR_UNAVAILABLE = 127  # 4.7: R factor, MOS and the levels say "unavailable" with 127
+XR_GMIN = 16  # 4.7.2: the Gmin RFC 3611 recommends (and ``VoipMetrics`` defaults to)
+# 4.7.6 receiver configuration byte: PLC (bits 7-6), jitter buffer adaptive (5-4), rate (3-0).
+RX_CONFIG_PLC_UNSPECIFIED = 0
+RX_CONFIG_JB_NON_ADAPTIVE = 2 << 4
+RX_CONFIG_JB_ADAPTIVE = 3 << 4
 # RFC 3550 section 6.2 / A.7 interval constants.
 RTCP_MIN_TIME = 5.0
 RTCP_BANDWIDTH_FRACTION = 0.05
@@ -361,6 +375,55 @@ class VoipMetrics:
         )
 
     @classmethod
+    def from_measures(
+        cls,
+        ssrc: int,
+        *,
+        loss_fraction: float,
+        discard_fraction: float,
+        burst_density: float,
+        gap_density: float,
+        burst_duration_ms: float,
+        gap_duration_ms: float,
+        round_trip_delay_ms: float | None,
+        end_system_delay_ms: float | None,
+        r_factor: float | None,
+        mos_lq: float | None,
+        mos_cq: float | None,
+        rx_config: int,
+        jb_nominal_ms: float,
+        jb_maximum_ms: float,
+        jb_abs_max_ms: float,
+    ) -> VoipMetrics:
+        """The block about source ``ssrc`` from values in natural units (RFC 3611 4.7.1-4.7.7).
+
+        Fractions of 1 become ``int(x * 256)`` capped at 255, milliseconds whole 16-bit values,
+        ``r_factor`` (the narrowband 0..100 scale) a whole number, MOS values tenths in 10..50.
+        None marks an unknown value: 127 ("unavailable") for R and MOS, 0 for the delays,
+        which have no such code. Signal, noise and echo levels are always unavailable (we do
+        not decode audio); Gmin is ``XR_GMIN``.
+        """
+        return cls(
+            ssrc=ssrc,
+            loss_rate=_fraction_256(loss_fraction),
+            discard_rate=_fraction_256(discard_fraction),
+            burst_density=_fraction_256(burst_density),
+            gap_density=_fraction_256(gap_density),
+            burst_duration=_ms16(burst_duration_ms),
+            gap_duration=_ms16(gap_duration_ms),
+            round_trip_delay=_ms16(round_trip_delay_ms),
+            end_system_delay=_ms16(end_system_delay_ms),
+            gmin=XR_GMIN,
+            r_factor=XR_UNAVAILABLE if r_factor is None else min(max(round(r_factor), 0), 100),
+            mos_lq=_mos10(mos_lq),
+            mos_cq=_mos10(mos_cq),
+            rx_config=rx_config,
+            jb_nominal=_ms16(jb_nominal_ms),
+            jb_maximum=_ms16(jb_maximum_ms),
+            jb_abs_max=_ms16(jb_abs_max_ms),
+        )
+
+    @classmethod
     def parse(cls, block: bytes) -> VoipMetrics:
         length = _XR_BLOCK_HEADER.unpack_from(block)[2]
         if length != XR_VOIP_METRICS_LENGTH:
@@ -368,6 +431,20 @@ class VoipMetrics:
                 f"RTCP XR: VoIP Metrics block length {length} is not {XR_VOIP_METRICS_LENGTH}"
             )
         return cls(*_VOIP.unpack(block)[3:])
+
+
+def _fraction_256(fraction: float) -> int:
+    """4.7.1: a rate or density times 256, its integer part, limited to 255."""
+    return min(max(int(fraction * 256), 0), 255)
+
+
+def _ms16(ms: float | None) -> int:
+    return 0 if ms is None else min(max(round(ms), 0), 0xFFFF)
+
+
+def _mos10(mos: float | None) -> int:
+    """4.7.5: MOS times 10, 10 (1.0) to 50 (5.0); 127 when unavailable."""
+    return XR_UNAVAILABLE if mos is None else min(max(round(mos * 10), 10), 50)
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,6 +668,7 @@ class RtcpSession:
         self.ntp_offset_s = ntp_offset_s
         self.rtcp_bandwidth = session_bandwidth_bps / 8 * RTCP_BANDWIDTH_FRACTION  # octets/s
         self.remote: RemoteReport | None = None
+        self.remote_voip: VoipMetrics | None = None  # the peer's last block about our stream
         self.peer_ssrc: int | None = None
         self.peer_cname: str | None = None
         self.bye_received = False
@@ -638,11 +716,19 @@ class RtcpSession:
         """A.7 ``rtcp_interval``: Td randomised by 0.5..1.5, divided by e - 3/2."""
         return self.deterministic_interval() * (self._rng.random() + 0.5) / COMPENSATION
 
-    def build_report(self, now: float, reception: ReceptionSource | None = None) -> bytes:
+    def build_report(
+        self,
+        now: float,
+        reception: ReceptionSource | None = None,
+        voip: VoipMetrics | None = None,
+    ) -> bytes:
         """A compound report (6.1): SR if we sent RTP since the last report, else RR, then
-        SDES CNAME. ``reception`` (the latest ``ReceiverSnapshot``) yields the report block
-        about the peer. Schedules the next report."""
+        SDES CNAME, then an XR with ``voip`` when given (RFC 3611 4.7). ``reception`` (the
+        latest ``ReceiverSnapshot``) yields the report block about the peer. Schedules the
+        next report."""
         packets: list[RtcpPacket] = [self._report(now, reception), self._sdes_packet()]
+        if voip is not None:
+            packets.append(ExtendedReport(self.ssrc, (voip,)))
         data = serialize_compound(packets)
         self._sent(now, len(data))
         return data
@@ -671,6 +757,10 @@ class RtcpSession:
                 for chunk in packet.chunks:
                     if chunk.ssrc != self.ssrc and chunk.cname is not None:
                         self.peer_cname = chunk.cname
+            elif isinstance(packet, ExtendedReport):
+                for xr_block in packet.blocks:
+                    if isinstance(xr_block, VoipMetrics) and xr_block.ssrc == self.ssrc:
+                        self.remote_voip = xr_block
             elif isinstance(packet, Bye) and self.ssrc not in packet.sources:
                 self.bye_received = True
         return packets

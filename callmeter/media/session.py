@@ -24,6 +24,17 @@ interval. Reports go to ``remote_rtcp``; with rtcp-mux that is the RTP address.
 Received datagrams are told apart by RFC 5761 section 4: a second byte of 192..223 (payload
 type 64..95 with the marker bit) is RTCP, anything else RTP.
 
+RTCP XR. Unless ``rtcp_xr=False``, each report once the peer's RTP has arrived also carries
+an RFC 3611 VoIP Metrics block about the peer's stream, every figure since the beginning of
+reception (4.7): loss rate from the receive statistics (network loss), discard rate from the
+jitter buffer (late and overrun), burst/gap density and duration from the loss pattern as the
+listener gets it (lost or discarded, Gmin 16; ``_LossPattern``), round-trip delay from RTCP,
+end system delay = jitter buffer nominal + ptime, R and MOS-CQ rated as the receive metrics
+are but over the whole call, MOS-LQ the same without the delay terms (``Ta`` 0), and the
+jitter buffer's nominal delay and capacity. A wideband R goes out as ``R / 1.29``, the
+narrowband-scale value G.107.1 Annex A feeds the MOS curve, since the field is 0..100. The
+peer's blocks about us give the receive ``xr_*`` values.
+
 Impairment is the network between the peers, so it applies to RTP and RTCP alike (a fixed
 delay each way shows up in the RTT), each direction with its own seeded ``Impairment``
 (seeds ``2 * impairment_seed`` for send, ``2 * impairment_seed + 1`` for receive).
@@ -52,9 +63,11 @@ itself: the peer's view of our stream (``remote_fraction_lost``,
 ``remote_cumulative_lost_packets``, ``remote_jitter_ms``) is in ``receive``; its quality
 reading (``loss_percent``, ``jitter_ms``, ``rtt_ms``, R and MOS) is in ``send``.
 Receive quality rates the interval: ``Ppl`` is the jitter buffer's effective loss, ``BurstR``
-the measured burst ratio, ``Ta`` = RTT/2 (when known) + jitter buffer delay + ptime (G.107 7.1;
-codecs without G.113 Appendix I values get no R). The send side rates the peer's last report
-with ``Ta`` = RTT/2 + our jitter buffer target (the peer's buffer is unknown) + ptime.
+the measured burst ratio, ``Ta`` = RTT/2 (when known) + jitter buffer delay + ptime (G.107 7.1).
+G.722 and Opus rate on the wideband scale of G.107.1 (``r_scale_max`` 129); codecs without
+published G.113 values (Appendix I, or IV for wideband) get no R. The send side rates the
+peer's last report with ``Ta`` = RTT/2 + our jitter buffer target (the peer's buffer is
+unknown) + ptime.
 """
 
 from __future__ import annotations
@@ -62,24 +75,35 @@ from __future__ import annotations
 import math
 import random
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import groupby
 from typing import TYPE_CHECKING
 
 from callmeter.media.impairment import DelayLine, Impairment, ImpairmentProfile
 from callmeter.media.jitterbuffer import JitterBuffer, JitterBufferConfig, JitterBufferSnapshot
-from callmeter.media.quality import CODECS as CODEC_IMPAIRMENTS
-from callmeter.media.quality import RBudget, r_budget
+from callmeter.media.quality import RBudget, codec_impairment, r_budget, r_budget_wideband
 from callmeter.media.rtcp import (
     RTCP_SR,
+    RX_CONFIG_JB_ADAPTIVE,
+    RX_CONFIG_JB_NON_ADAPTIVE,
+    RX_CONFIG_PLC_UNSPECIFIED,
     Bye,
     ExtendedReport,
     ReceiverReport,
     RemoteReport,
     RtcpSession,
     SenderReport,
+    VoipMetrics,
 )
 from callmeter.media.rtp import RTP_HEADER_LENGTH, PacketHeaderTemplate, parse_rtp, peek_header
-from callmeter.media.rtpstats import ReceiverSnapshot, ReceiverStats
+from callmeter.media.rtpstats import (
+    GMIN,
+    MAX_DROPOUT,
+    MAX_MISORDER,
+    BurstGap,
+    ReceiverSnapshot,
+    ReceiverStats,
+)
 from callmeter.media.sdp import DIRECTIONS, Negotiated
 from callmeter.metrics import RECEIVER_SNAPSHOT_FIELDS
 from callmeter.sip.core import Address
@@ -98,6 +122,9 @@ _RTP_VARIABLE_HEADER = 0x3F  # padding, extension and CSRC count bits: header is
 _SEQ_MASK = 0xFFFF
 _TS_MASK = 0xFFFF_FFFF
 _EPSILON_S = 1e-9  # due times are products of floats; absorb their rounding
+# Slots of the XR loss pattern still open to a reordered packet: 64 packets (1.28 s at 20 ms)
+# is beyond any jitter buffer delay, so a packet later than that was discarded anyway.
+_XR_WINDOW = 64
 
 MetricValues = dict[str, float | int | None]
 
@@ -118,6 +145,7 @@ class _SendInterval:
     spacing_count: int = 0
     sr: int = 0
     rr: int = 0
+    xr: int = 0
     bye: int = 0
     rtcp_bytes: int = 0
 
@@ -146,7 +174,8 @@ class MediaSession:
     5.1). ``media`` is the encoded loop to replay (``MediaLibrary.for_negotiated``); its clock
     rate and ptime must match. ``sending=False`` keeps a sending direction silent. ``rng``
     draws the initial sequence number and timestamp and randomises the RTCP interval;
-    ``ntp_offset_s`` is NTP time minus ``now`` (see ``RtcpSession``).
+    ``ntp_offset_s`` is NTP time minus ``now`` (see ``RtcpSession``). ``rtcp_xr=False`` leaves
+    the RFC 3611 VoIP Metrics report out of the RTCP compounds.
     """
 
     def __init__(
@@ -164,6 +193,7 @@ class MediaSession:
         impairment_seed: int = 0,
         jitter_buffer: JitterBufferConfig | None = None,
         sending: bool = True,
+        rtcp_xr: bool = True,
     ) -> None:
         if media.clock_rate != negotiated.clock_rate or media.ptime_ms != negotiated.ptime_ms:
             raise ValueError(
@@ -207,7 +237,9 @@ class MediaSession:
             ssrc, cname, negotiated.clock_rate, _session_bandwidth_bps(media), ntp_offset_s, now,
             rng,
         )  # fmt: skip
-        self._codec = CODEC_IMPAIRMENTS.get(negotiated.codec.upper())
+        self._codec = codec_impairment(negotiated.codec, negotiated.fmtp)
+        self.rtcp_xr = rtcp_xr
+        self._loss_pattern = _LossPattern()
         self._stopped = False
         self._interval_start = now
         self._tx = _SendInterval()
@@ -249,8 +281,10 @@ class MediaSession:
         if self.sending:
             self._send_rtp(now, out)
         if now >= self.rtcp.next_report_time():
-            data = self.rtcp.build_report(now, self.stats)
+            voip = self._voip_metrics() if self.rtcp_xr else None
+            data = self.rtcp.build_report(now, self.stats, voip)
             self._count_rtcp_sent(data, bye=False)
+            self._tx.xr += voip is not None
             self._emit(data, self.negotiated.remote_rtcp, now, out, rtp=False)
         if self._impaired and self._send_line:
             out.extend(item for _, item in self._send_line.pop_due(now))
@@ -379,8 +413,10 @@ class MediaSession:
         rx = self._rx
         if event:
             rx.dtmf_packets += 1
+            self._loss_pattern.add(seq, played=True)
         else:
-            self.jitter_buffer.add(seq, timestamp, arrival, marker)
+            playout = self.jitter_buffer.add(seq, timestamp, arrival, marker)
+            self._loss_pattern.add(seq, played=playout is not None)
         rx.wire_bytes += len(data) + IPV4_UDP_HEADER_BYTES
         rx.talkspurts += marker
 
@@ -455,6 +491,7 @@ class MediaSession:
             "remote_cumulative_lost_packets": None if remote is None else remote.cumulative_lost,
             "remote_jitter_ms": None if remote is None else remote.jitter_ms,
         }
+        values |= _peer_voip_metrics(self.rtcp.remote_voip)
         budget: RBudget | None = None
         one_way_delay_ms: float | None = None
         if jb.expected > 0:
@@ -490,6 +527,7 @@ class MediaSession:
             "packets_send_skipped": tx.skipped,
             "sr_count": tx.sr,
             "rr_count": tx.rr,
+            "xr_count": tx.xr,
             "rtcp_bye_count": tx.bye,
             "rtcp_bytes": tx.rtcp_bytes,
         }
@@ -528,7 +566,43 @@ class MediaSession:
         codec = self._codec
         if codec is None:
             return None
-        return r_budget(ie=codec.ie, bpl=codec.bpl, ppl=ppl, burst_r=burst_r, ta_ms=ta_ms)
+        rate = r_budget_wideband if codec.wideband else r_budget
+        return rate(ie=codec.ie, bpl=codec.bpl, ppl=ppl, burst_r=burst_r, ta_ms=ta_ms)
+
+    def _voip_metrics(self) -> VoipMetrics | None:
+        """The RFC 3611 VoIP Metrics block about the peer's stream, since the beginning of
+        reception (see the module docstring); None before its RTP has arrived."""
+        stats, jb = self.stats, self.jitter_buffer
+        if stats.ssrc is None or stats.extended_highest_seq is None:
+            return None
+        pattern = self._loss_pattern.burst_gap()
+        remote = self.rtcp.remote
+        rtt_ms = None if remote is None else remote.rtt_ms
+        end_system_ms = jb.target_delay_ms + self.ptime_ms
+        ppl, burst_r = 100.0 * pattern.lost_fraction, pattern.burst_ratio
+        budget = self._budget(ppl, burst_r, self._half_rtt_ms(remote) + end_system_ms)
+        listening = self._budget(ppl, burst_r, 0.0)
+        capacity_ms = jb.config.capacity_ms
+        adaptive = jb.config.mode == "adaptive"
+        return VoipMetrics.from_measures(
+            stats.ssrc,
+            loss_fraction=stats.lost_total / stats.expected_total if stats.expected_total else 0.0,
+            discard_fraction=(jb.late + jb.overruns) / jb.expected if jb.expected else 0.0,
+            burst_density=pattern.burst.burst_density,
+            gap_density=pattern.burst.gap_density,
+            burst_duration_ms=pattern.burst.burst_packets * self.ptime_ms,
+            gap_duration_ms=pattern.burst.gap_packets * self.ptime_ms,
+            round_trip_delay_ms=rtt_ms,
+            end_system_delay_ms=end_system_ms,
+            r_factor=None if budget is None else budget.r * 100.0 / budget.scale_max,
+            mos_lq=None if listening is None else listening.mos,
+            mos_cq=None if budget is None else budget.mos,
+            rx_config=RX_CONFIG_PLC_UNSPECIFIED
+            | (RX_CONFIG_JB_ADAPTIVE if adaptive else RX_CONFIG_JB_NON_ADAPTIVE),
+            jb_nominal_ms=jb.target_delay_ms,
+            jb_maximum_ms=capacity_ms,  # 4.7.7: the earliest packet not discarded waits this
+            jb_abs_max_ms=capacity_ms,  # long; the model's capacity is fixed, so also the most
+        )
 
 
 def _session_bandwidth_bps(media: EncodedMedia) -> float:
@@ -558,7 +632,7 @@ def _quality(budget: RBudget | None) -> MetricValues:
     if budget is None:
         return dict.fromkeys(
             ("r_factor", "mos", "r_ro", "r_simultaneous_is", "r_delay_id", "r_codec_ie",
-             "r_loss_ie"),
+             "r_loss_ie", "r_scale_max"),
         )  # fmt: skip
     return {
         "r_factor": budget.r,
@@ -568,4 +642,153 @@ def _quality(budget: RBudget | None) -> MetricValues:
         "r_delay_id": budget.delay_id,
         "r_codec_ie": budget.codec_ie,
         "r_loss_ie": budget.loss_ie,
+        "r_scale_max": budget.scale_max,
     }
+
+
+def _peer_voip_metrics(block: VoipMetrics | None) -> MetricValues:
+    """The receive ``xr_*`` values from the peer's last VoIP Metrics block about us."""
+    if block is None:
+        return dict.fromkeys(
+            ("xr_burst_density", "xr_gap_density", "xr_burst_duration_ms", "xr_gap_duration_ms",
+             "xr_round_trip_delay_ms", "xr_end_system_delay_ms"),
+        )  # fmt: skip
+    return {
+        "xr_burst_density": block.burst_density / 256,
+        "xr_gap_density": block.gap_density / 256,
+        "xr_burst_duration_ms": block.burst_duration,
+        "xr_gap_duration_ms": block.gap_duration,
+        "xr_round_trip_delay_ms": block.round_trip_delay,
+        "xr_end_system_delay_ms": block.end_system_delay,
+    }
+
+
+@dataclass(slots=True)
+class _BurstGapCount:
+    """RFC 3611 4.7.2 bursts and gaps of a loss pattern fed run by run, in sequence order, in
+    constant space: the definitions of ``rtpstats.burst_gap`` (a burst holds no ``GMIN``
+    consecutive received packets; a lone loss belongs to the gap)."""
+
+    packets: int = 0
+    lost: int = 0
+    loss_runs: int = 0  # runs of consecutive losses, for the burst ratio
+    since_loss: int = 0  # received packets since the last loss
+    open_start: int = 0  # the losses that may still grow into a burst: first, last, count
+    open_end: int = 0
+    open_lost: int = 0
+    bursts: int = 0
+    burst_packets: int = 0
+    burst_lost: int = 0
+    first_burst_start: int = -1
+    last_burst_end: int = -1  # one past its last packet
+
+    def add(self, lost: bool, count: int) -> None:
+        """``count`` packets in a row, all lost (or discarded) or all received."""
+        position = self.packets
+        self.packets = position + count
+        if not lost:
+            self.since_loss += count
+            return
+        self.lost += count
+        self.loss_runs += position == 0 or self.since_loss > 0  # else it goes on a run
+        if self.open_lost and self.since_loss < GMIN:
+            self.open_end, self.open_lost = position + count - 1, self.open_lost + count
+        else:
+            self.close()
+            self.open_start, self.open_end, self.open_lost = position, position + count - 1, count
+        self.since_loss = 0
+
+    def close(self) -> None:
+        """End the open stretch: a burst if it holds two losses or more, else a gap loss."""
+        if self.open_lost > 1:
+            self.bursts += 1
+            self.burst_packets += self.open_end - self.open_start + 1
+            self.burst_lost += self.open_lost
+            if self.first_burst_start < 0:
+                self.first_burst_start = self.open_start
+            self.last_burst_end = self.open_end + 1
+        self.open_lost = 0
+
+    def burst_gap(self) -> BurstGap:
+        """``rtpstats.burst_gap`` of everything fed; call on a copy (it closes the stretch)."""
+        self.close()
+        total, bursts = self.packets, self.bursts
+        gap_packets = total - self.burst_packets
+        gaps = bursts + 1 if bursts else int(total > 0)
+        gaps -= bursts > 0 and self.first_burst_start == 0
+        gaps -= bursts > 0 and self.last_burst_end == total
+        return BurstGap(
+            burst_density=self.burst_lost / self.burst_packets if self.burst_packets else 0.0,
+            gap_density=(self.lost - self.burst_lost) / gap_packets if gap_packets else 0.0,
+            burst_packets=self.burst_packets / bursts if bursts else 0.0,
+            gap_packets=gap_packets / gaps if gaps else 0.0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _PatternSummary:
+    burst: BurstGap
+    lost_fraction: float  # lost or discarded, of the sequence numbers seen
+    burst_ratio: float
+
+
+class _LossPattern:
+    """Per sequence number since the beginning of reception: played, or lost or discarded
+    (RFC 3611 4.7.2), for the XR burst and gap metrics.
+
+    Recent slots are bits of an int (bit i: sequence number ``highest - i`` was played) so a
+    reordered packet the jitter buffer still plays turns its slot back. Slots more than
+    ``_XR_WINDOW`` behind are final: once ``2 * _XR_WINDOW`` are held, the older half goes, run
+    by run, into a ``_BurstGapCount``, so the per-packet path is a shift and an or. A step of
+    ``MAX_DROPOUT`` or more ahead, or more than ``MAX_MISORDER`` back, is a new numbering
+    (RFC 3550 A.1), not a loss."""
+
+    __slots__ = ("_bits", "_count", "_highest", "_length")
+
+    def __init__(self) -> None:
+        self._count = _BurstGapCount()
+        self._highest: int | None = None
+        self._bits = 0
+        self._length = 0  # slots held in ``_bits``
+
+    def add(self, seq: int, played: bool) -> None:
+        highest = self._highest
+        delta = 0 if highest is None else ((seq - highest + 0x8000) & 0xFFFF) - 0x8000
+        if 0 < delta < MAX_DROPOUT:  # in order, skipped numbers lost until they come
+            self._highest = seq
+            self._bits = (self._bits << delta) | played
+            self._length += delta
+            if self._length >= 2 * _XR_WINDOW:
+                self._flush(self._count, self._length - _XR_WINDOW)
+        elif highest is not None and -MAX_MISORDER <= delta <= 0:
+            if played and -delta < self._length:
+                self._bits |= 1 << -delta
+        else:  # the first packet, or a new numbering
+            self._flush(self._count, self._length)
+            self._highest, self._bits, self._length = seq, int(played), 1
+
+    def _flush(self, count: _BurstGapCount, slots: int) -> None:
+        """Feed the ``slots`` oldest slots to ``count``, run by run, oldest first; only our
+        own count lets go of them."""
+        if slots <= 0:
+            return
+        keep = self._length - slots
+        old = self._bits >> keep
+        if old == (1 << slots) - 1:  # the common case: every one played
+            count.add(False, slots)
+        else:
+            for bit, run in groupby(format(old, f"0{slots}b")):
+                count.add(bit == "0", sum(1 for _ in run))
+        if count is self._count:
+            self._bits &= (1 << keep) - 1
+            self._length = keep
+
+    def burst_gap(self) -> _PatternSummary:
+        """Bursts, gaps, loss and burst ratio so far, recent slots included as they stand."""
+        count = replace(self._count)
+        self._flush(count, self._length)
+        lost, total = count.lost, count.packets
+        # G.113 Appendix I burst ratio, as ``quality.burst_ratio_from_runs``: the mean loss
+        # run over its random-loss expectation 1 / (1 - p); 1 without loss or reception.
+        burst_r = 1.0 if lost in (0, total) else lost / count.loss_runs * (1.0 - lost / total)
+        return _PatternSummary(count.burst_gap(), lost / total if total else 0.0, burst_r)

@@ -1,0 +1,1 @@
+"""The REST API's route modules, one per area; each exposes ``router``."""
