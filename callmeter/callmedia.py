@@ -6,6 +6,14 @@ SDP (``callmeter.media.sdp.SdpOfferAnswer``) for the port of the media socket it
 one :class:`~callmeter.transport.media.MediaTicker`, stops it when the call ends, and keeps the
 per-second metric rows of every call (one row per second and direction, keyed by the metric
 catalog). One call with media at a time per endpoint, like a phone with one line.
+
+Rows and the call's last moment
+    Each row carries ``second`` (1-based within the call's media), ``t_s`` (seconds since the
+    media started), ``interval_s`` and ``at`` (the loop time it closes) besides the catalog
+    values. The newest row of a running call is held back for one second: when the call
+    stops less than :data:`FOLD_TAIL_S` after it, the tail is folded into it (counters
+    summed, gauges kept) instead of becoming a near-empty row of its own. So a 10 s call has
+    exactly 10 rows per direction and nothing measured is dropped.
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ import random
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
+from callmeter import metrics
 from callmeter.media.impairment import ImpairmentProfile
 from callmeter.media.jitterbuffer import JitterBufferConfig
 from callmeter.media.sdp import SdpOfferAnswer
@@ -25,9 +34,13 @@ from callmeter.media.session import MediaSession
 from callmeter.sip.events import CallAnswered, CallCancelled, CallEnded, CallFailed, Event
 from callmeter.transport.media import MediaSocket, MediaTicker, open_media
 
-__all__ = ["CallMedia", "MediaListener", "MediaOptions", "MetricRow", "ticker_for"]
+__all__ = ["FOLD_TAIL_S", "CallMedia", "MediaListener", "MediaOptions", "MetricRow", "ticker_for"]
 
 MetricRow = dict[str, Any]
+FOLD_TAIL_S: Final = 0.5  # a call's last interval shorter than this joins the second before
+_COUNTERS: Final[frozenset[str]] = frozenset(
+    m.key for m in metrics.catalog() if m.kind == "counter"
+)
 _TICKERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaTicker] = (
     weakref.WeakKeyDictionary()
 )
@@ -70,7 +83,9 @@ class MediaListener(Protocol):
 class _Running:
     session: MediaSession
     started: float
-    rows: list[MetricRow] = field(default_factory=list)
+    last_at: float = 0.0  # when the latest row closed
+    seconds: int = 0  # rows per direction so far
+    held: list[MetricRow] = field(default_factory=list)  # the newest rows, not yet in .rows
 
 
 class CallMedia:
@@ -133,7 +148,7 @@ class CallMedia:
             impairment_seed=self.options.impairment_seed,
             jitter_buffer=self.options.jitter_buffer,
         )  # fmt: skip
-        self._running[call_id] = _Running(session, now)
+        self._running[call_id] = _Running(session, now, last_at=now)
         self.ticker.add(session, self.socket)
         if self._timer is None:
             self._timer = self.loop.call_at(now + 1.0, self._every_second)
@@ -144,7 +159,7 @@ class CallMedia:
         running = self._running.pop(call_id, None)
         if running is None:
             return
-        self._record(call_id, running, self.loop.time())
+        self._record(call_id, running, self.loop.time(), final=True)
         self.ticker.remove(running.session)
 
     def _every_second(self) -> None:
@@ -153,13 +168,31 @@ class CallMedia:
             self._record(call_id, running, now)
         self._timer = self.loop.call_at(now + 1.0, self._every_second) if self._running else None
 
-    def _record(self, call_id: str, running: _Running, now: float) -> None:
-        second = round(now - running.started, 3)
+    def _record(self, call_id: str, running: _Running, now: float, final: bool = False) -> None:
+        interval_s = now - running.last_at
+        fresh: list[MetricRow] = []
         for direction, values in running.session.snapshot(now).items():
-            self.rows.append({"call_id": call_id, "t_s": second, "direction": direction, **values})
+            t_s = round(now - running.started, 3)
+            row = {"call_id": call_id, "t_s": t_s, "direction": direction}
+            fresh.append(row | {"interval_s": interval_s, "at": now, **values})
             first_ms = values.get("time_to_first_media_ms")
             if direction == "receive" and first_ms is not None:
                 self._first_media(call_id, running.started + first_ms / 1000.0)
+        running.last_at = now
+        if final and running.held and interval_s < FOLD_TAIL_S:
+            for held, tail in zip(running.held, fresh, strict=True):
+                _fold(held, tail)
+            fresh = []
+        self.rows.extend(running.held)
+        running.held = []
+        if fresh and (interval_s > 0 or not final):
+            running.seconds += 1
+            for row in fresh:
+                row["second"] = running.seconds
+            if final:
+                self.rows.extend(fresh)
+            else:
+                running.held = fresh
 
     def _first_media(self, call_id: str, at: float) -> None:
         """Learnt from the receive snapshot: exact (the stream's start plus its time to first
@@ -177,6 +210,17 @@ class CallMedia:
             self._timer.cancel()
             self._timer = None
         self.socket.close()
+
+
+def _fold(row: MetricRow, tail: MetricRow) -> None:
+    """Fold a call's short last interval into its last row: counters add up, gauges stay."""
+    for key, value in tail.items():
+        if key in _COUNTERS and value is not None:
+            row[key] = (row.get(key) or 0) + value
+        elif row.get(key) is None:
+            row[key] = value
+    row["interval_s"] += tail["interval_s"]
+    row["t_s"], row["at"] = tail["t_s"], tail["at"]
 
 
 @functools.cache

@@ -1,7 +1,11 @@
 """The ``callmeter`` command.
 
-``callmeter demo`` runs the built-in registrar and a few calls in this process and prints what
-happened; ``callmeter registrar`` runs the built-in registrar in the foreground.
+``callmeter run TEST.yaml`` runs a test on Ray (a private local Ray on 127.0.0.1, or the
+cluster at ``--address`` / ``RAY_ADDRESS``), stores every metric in DuckDB and prints a
+summary; ``callmeter schema`` prints the JSON Schema of test files; ``callmeter worker join``
+joins this machine to a cluster as a named, regional worker. ``callmeter demo`` runs the
+built-in registrar and a few calls in this process; ``callmeter registrar`` runs the built-in
+registrar in the foreground.
 """
 
 from __future__ import annotations
@@ -106,6 +110,68 @@ def _registrar(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, console: Console) -> int:
+    import threading
+
+    from rich.live import Live
+
+    from actors.cluster import disconnect
+    from actors.driver import Progress, run_test, summary_json
+    from callmeter.models import load_test
+    from callmeter.report import progress_panel, summary_table
+    from callmeter.store.writer import Store
+
+    test = load_test(args.file)  # a bad file stops here, before anything is created
+    screen = Console(stderr=True) if args.json else console
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        with Store(args.db) as store, Live(console=screen, auto_refresh=False) as live:
+
+            def show(progress: Progress) -> None:
+                live.update(progress_panel(progress), refresh=True)
+
+            result = run_test(
+                test, store, address=args.address, on_progress=show, stop=stop,
+                shard_capacity=args.shard_capacity, seed=args.seed,
+            )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        disconnect()
+    if args.json:
+        print(summary_json(result))
+    else:
+        console.print(summary_table(result.summary, passed=result.passed))
+        console.print(f"results: {args.db} (run {result.run_id})")
+    return 0 if result.passed else 1
+
+
+def _schema(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from callmeter.models import test_json_schema
+
+    print(json.dumps(test_json_schema(), indent=2))
+    return 0
+
+
+def _worker_join(args: argparse.Namespace, console: Console) -> int:
+    import os
+    import shlex
+    import subprocess
+
+    from actors.cluster import LOCAL_ENV, worker_join_command
+
+    command = worker_join_command(
+        args.address, args.region, args.name, args.capacity, node_ip=args.node_ip
+    )
+    console.print("joining: " + shlex.join(command))
+    if args.dry_run:
+        return 0
+    env = {**LOCAL_ENV, **os.environ}
+    return subprocess.run(command, env=env, check=False).returncode
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callmeter", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"callmeter {__version__}")
@@ -130,6 +196,31 @@ def _parser() -> argparse.ArgumentParser:
         "--credentials", default="callmeter-accounts.csv", help="where to write the accounts"
     )
     registrar.set_defaults(handler=_registrar)
+
+    run_cmd = commands.add_parser("run", help="run a test file on Ray, store every metric")
+    run_cmd.add_argument("file", help="the test, as YAML (see examples/)")
+    run_cmd.add_argument("--db", default="callmeter.duckdb", help="results database")
+    run_cmd.add_argument("--address", default=None, help="Ray cluster (default: RAY_ADDRESS "
+                         "or a private local Ray on 127.0.0.1)")  # fmt: skip
+    run_cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run_cmd.add_argument("--shard-capacity", type=int, default=1000,
+                         help="endpoints per shard (one event loop each)")  # fmt: skip
+    run_cmd.add_argument("--seed", type=int, default=0, help="randomness seed (replayable)")
+    run_cmd.set_defaults(handler=_run)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of test files")
+    schema.set_defaults(handler=_schema)
+
+    worker = commands.add_parser("worker", help="on-premise workers")
+    worker_commands = worker.add_subparsers(dest="worker_command", required=True)
+    join = worker_commands.add_parser("join", help="join this machine to a Ray cluster")
+    join.add_argument("--address", required=True, help="the head, HOST:PORT")
+    join.add_argument("--region", default=None, help="region this worker serves")
+    join.add_argument("--name", required=True, help="worker name (placement by name)")
+    join.add_argument("--capacity", type=int, required=True, help="endpoints it can carry")
+    join.add_argument("--node-ip", default=None, help="address to advertise to the cluster")
+    join.add_argument("--dry-run", action="store_true", help="print the command only")
+    join.set_defaults(handler=_worker_join)
     return parser
 
 

@@ -83,15 +83,18 @@ class Endpoint:
         offer_answer: OfferAnswer | None = None,
         rng: random.Random | None = None,
         media: MediaOptions | None = None,
+        trace_limit: int = 64,
     ) -> Endpoint:
         """``media`` puts real RTP on the endpoint's calls (SDP offer/answer included);
-        without it calls carry whatever ``offer_answer`` provides (signaling only)."""
+        without it calls carry whatever ``offer_answer`` provides (signaling only).
+        ``trace_limit`` bounds the SIP trace kept in ``ua.trace`` (messages, newest last)."""
         call_media = await CallMedia.open(media, host, rng) if media is not None else None
         if call_media is not None:
             offer_answer = call_media.offer_answer
         ua = UserAgent(
-            config, (host, port), transport=transport, offer_answer=offer_answer, rng=rng
-        )
+            config, (host, port), transport=transport, offer_answer=offer_answer, rng=rng,
+            trace_limit=trace_limit,
+        )  # fmt: skip
         endpoint = cls(ua)
         endpoint.media = call_media
         if call_media is not None:

@@ -70,8 +70,12 @@ def test_clean_call_has_media_both_ways_and_catalog_keys() -> None:
                 assert total(rows, "receive", "packets_lost") == 0
                 mos = [r["mos"] for r in rows if r["direction"] == "receive" and r.get("mos")]
                 assert mos and min(mos) > 4.2
+                for direction in ("send", "receive"):  # the short tail joins the 3rd second
+                    seconds = [r["second"] for r in rows if r["direction"] == direction]
+                    assert seconds == [1, 2, 3]
                 for row in rows:
-                    for key in set(row) - {"call_id", "t_s", "direction"}:
+                    extra = {"call_id", "t_s", "direction", "second", "interval_s", "at"}
+                    for key in set(row) - extra:
                         by_key(key, row["direction"])  # every value is a catalog metric
         finally:
             await caller.close()
