@@ -15,7 +15,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -173,7 +173,9 @@ def _worker_join(args: argparse.Namespace, console: Console) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="callmeter", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="callmeter", description="SIP stress testing and VoIP quality monitoring"
+    )
     parser.add_argument("--version", action="version", version=f"callmeter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -221,7 +223,18 @@ def _parser() -> argparse.ArgumentParser:
     join.add_argument("--node-ip", default=None, help="address to advertise to the cluster")
     join.add_argument("--dry-run", action="store_true", help="print the command only")
     join.set_defaults(handler=_worker_join)
+
+    from callmeter.server.commands import add_platform_commands
+
+    add_platform_commands(commands, launcher_factory=_ray_platform)
     return parser
+
+
+def _ray_platform(address: str | None, store: Any) -> Any:
+    """The Ray launcher and workers of ``callmeter serve`` (imported only when serving)."""
+    from actors.launcher import ray_platform
+
+    return ray_platform(address, store)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

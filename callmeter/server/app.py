@@ -219,13 +219,18 @@ def serve(
     owner_password: str | None = None,
     public_url: str | None = None,
     announce: Callable[[str], None] = print,
+    launcher_factory: Callable[[Store], tuple[RunLauncher, WorkerSource]] | None = None,
 ) -> None:
-    """Open the database, create the first Owner if there is none, and serve until Ctrl-C."""
+    """Open the database, create the first Owner if there is none, and serve until Ctrl-C.
+    ``launcher_factory`` builds the launcher and workers once the store is open (the Ray
+    launcher writes into it); it wins over ``launcher`` and ``workers``."""
     import uvicorn
 
     from callmeter.store import Store
 
     with Store(db_path) as store:
+        if launcher_factory is not None:
+            launcher, workers = launcher_factory(store)
         url = public_url or f"http://{host}:{port}"
         app = create_app(store, launcher, workers, public_url=url)
         platform: Platform = app.state.platform

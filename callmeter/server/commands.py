@@ -23,10 +23,11 @@ if TYPE_CHECKING:
     from callmeter.client import Client
     from callmeter.server.queue import RunLauncher
     from callmeter.server.workers import WorkerSource
+    from callmeter.store import Store
 
 __all__ = ["LauncherFactory", "add_platform_commands"]
 
-LauncherFactory = Callable[[str | None], "tuple[RunLauncher, WorkerSource]"]
+LauncherFactory = Callable[[str | None, "Store"], "tuple[RunLauncher, WorkerSource]"]
 Subparsers = Any  # argparse._SubParsersAction: private in typeshed
 
 
@@ -94,11 +95,15 @@ def _serve_with(factory: LauncherFactory | None) -> Callable[[argparse.Namespace
     def handler(args: argparse.Namespace, console: Console) -> int:
         from callmeter.server.app import serve
 
-        launcher, workers = factory(args.address) if factory is not None else (None, None)
+        def bound(store: Store) -> tuple[RunLauncher, WorkerSource]:
+            assert factory is not None
+            return factory(args.address, store)
+
         serve(
-            args.db, args.host, args.port, launcher, workers,
+            args.db, args.host, args.port,
             owner_email=args.owner_email, owner_password=args.owner_password,
             public_url=args.public_url, announce=console.print,
+            launcher_factory=bound if factory is not None else None,
         )  # fmt: skip
         return 0
 
