@@ -15,13 +15,16 @@ for and ``cluster.yaml`` declares).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import ray
 
 from actors import LOCAL_ENV
@@ -37,6 +40,7 @@ class LocalRay:
     address: str | None
     started: bool
     temp_dir: str | None = None
+    started_at: float = 0.0  # when this process started its local Ray
 
 
 _state: LocalRay | None = None
@@ -65,6 +69,7 @@ def connect(
         _state = LocalRay(address=address, started=False)
         return _state
     temp_dir = tempfile.mkdtemp(prefix="cm-ray-")
+    started_at = time.time()
     ray.init(
         _node_ip_address="127.0.0.1",
         include_dashboard=False,
@@ -73,18 +78,61 @@ def connect(
         resources=resources,
         **common,
     )
-    _state = LocalRay(address=None, started=True, temp_dir=temp_dir)
+    _state = LocalRay(address=None, started=True, temp_dir=temp_dir, started_at=started_at)
     return _state
 
 
 def disconnect() -> None:
-    """Leave Ray; a local cluster this process started stops with it (and its temp dir)."""
+    """Leave Ray; a local cluster this process started stops with it (and its temp dir).
+
+    Ray's shutdown stops the head's processes, but agents its raylet starts detached (the
+    dashboard and runtime-env agents) can outlive it. They stay in this process's process
+    group, so what is left there afterwards that Ray started is stopped by its pid."""
     global _state
+    since = _state.started_at if _state is not None and _state.started else None
     if ray.is_initialized():
         ray.shutdown()
+    if since is not None:
+        _stop_leftovers(since)
     if _state is not None and _state.temp_dir is not None:
         shutil.rmtree(_state.temp_dir, ignore_errors=True)
     _state = None
+
+
+def _stop_leftovers(since: float, settle_s: float = 1.0, limit_s: float = 10.0) -> None:
+    """Kill the Ray processes left in our process group, started since ``since`` (so only
+    those of our own cluster), until none shows up for ``settle_s``."""
+    deadline = time.monotonic() + limit_s
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < settle_s:
+        found = _ray_processes_in_our_group(since)
+        for process in found:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        if found:
+            quiet_since = time.monotonic()
+        time.sleep(0.1)
+
+
+def _ray_processes_in_our_group(since: float) -> list[psutil.Process]:
+    me = os.getpid()
+    group = os.getpgid(me)
+    found = []
+    for process in psutil.process_iter(["pid", "name", "cmdline", "create_time"]):
+        try:
+            if process.pid == me or os.getpgid(process.pid) != group:
+                continue
+            if process.info["create_time"] < since - 1.0:
+                continue
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            name = process.info["name"] or ""
+            command = " ".join(process.info["cmdline"] or [])
+        except (psutil.Error, OSError):
+            continue
+        if name in ("raylet", "gcs_server") or "ray::" in command or "/ray/" in command:
+            found.append(process)
+    return found
 
 
 def worker_resources(region: str | None, name: str, capacity: int) -> dict[str, float]:

@@ -60,7 +60,7 @@ from callmeter.store.batches import ShardBatch
 from callmeter.store.writer import Store
 from callmeter.transport.thread import LoopThread
 
-__all__ = ["CapacityError", "Progress", "RunResult", "run_test"]
+__all__ = ["CapacityError", "Progress", "RunResult", "StopRequest", "run_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,19 @@ SHARD_READY_S: Final = 120.0  # actors must be up within this (a cold node may p
 END_GRACE_S: Final = 60.0  # past the planned end, a run is ended by the driver
 STOP_GRACE_S: Final = 45.0  # after a stop request, shards get this long to hang up
 CALL_TIMEOUT_S: Final = 30.0  # a single collect/status call to a shard
+
+
+class StopRequest(threading.Event):
+    """A stop request; with a ``reason`` the stopped run is FAILED with it (the server shut
+    down), without one it is COMPLETED with what it measured (a user stopped it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: str | None = None
+
+    def fail(self, reason: str) -> None:
+        self.reason = reason
+        self.set()
 
 
 class CapacityError(RuntimeError):
@@ -186,6 +199,8 @@ def run_test(
         logger.exception("run %s failed", run_id)
         store.set_status(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
         return _result(store, run_id, test)
+    if isinstance(stop, StopRequest) and stop.reason:
+        reason = "; ".join(r for r in (stop.reason, reason) if r)
     store.set_status(run_id, "FAILED" if reason else "COMPLETED", reason)
     return _result(store, run_id, test)
 

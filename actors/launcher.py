@@ -21,8 +21,8 @@ from typing import Any, Final
 
 import ray
 
-from actors.cluster import connect
-from actors.driver import run_test
+from actors.cluster import connect, disconnect
+from actors.driver import StopRequest, run_test
 from callmeter.models import Test
 from callmeter.server.workers import WorkerInfo, WorkerStatus
 from callmeter.store.writer import Store
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CAPACITY_PER_CPU: Final = 500  # endpoints a core carries with G.711 media (benchmarks)
 LOCAL_REGION: Final = "local"
+SHUTDOWN_REASON: Final = (
+    "the server shut down during the run; calls were hung up and what they measured is kept"
+)
 
 
 class RayLauncher:
@@ -43,11 +46,11 @@ class RayLauncher:
         self.address = address
         self.shard_capacity = shard_capacity
         self._lock = threading.Lock()
-        self._runs: dict[str, tuple[threading.Thread, threading.Event, int]] = {}
+        self._runs: dict[str, tuple[threading.Thread, StopRequest, int]] = {}
 
     def start(self, run_id: str, test: Test) -> None:
         connect(self.address)  # raises when the cluster is unreachable: the run is refused
-        stop = threading.Event()
+        stop = StopRequest()
         thread = threading.Thread(
             target=self._run, args=(run_id, test, stop), name=f"run-{run_id}", daemon=True
         )
@@ -55,7 +58,7 @@ class RayLauncher:
             self._runs[run_id] = (thread, stop, test.total_endpoints)
         thread.start()
 
-    def _run(self, run_id: str, test: Test, stop: threading.Event) -> None:
+    def _run(self, run_id: str, test: Test, stop: StopRequest) -> None:
         try:
             result = run_test(
                 test, self.store, run_id=run_id, stop=stop, shard_capacity=self.shard_capacity
@@ -76,6 +79,17 @@ class RayLauncher:
     def active(self) -> dict[str, int]:
         with self._lock:
             return {run_id: endpoints for run_id, (_, _, endpoints) in self._runs.items()}
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Stop every run (their measurements are stored), then leave Ray."""
+        with self._lock:
+            runs = list(self._runs.values())
+        for _, stop, _ in runs:
+            stop.fail(SHUTDOWN_REASON)
+        deadline = time.monotonic() + timeout_s
+        for thread, _, _ in runs:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        disconnect()
 
     def wait(self, run_id: str, timeout: float | None = None) -> bool:
         """Wait for a run's driver thread (tests); True when it ended."""
@@ -133,5 +147,7 @@ def _worker(node: dict[str, Any], available: dict[str, float], now: float) -> Wo
 
 
 def ray_platform(address: str | None, store: Store) -> tuple[RayLauncher, RayWorkers]:
-    """The launcher factory of ``callmeter serve``."""
+    """The launcher factory of ``callmeter serve``: joins (or starts) Ray now, on the main
+    thread, so Ray's own signal handling is in place and start-up problems show at once."""
+    connect(address)
     return RayLauncher(store, address), RayWorkers(address)

@@ -1,8 +1,9 @@
 """``callmeter serve`` with the real Ray launcher, as a user runs it: a child process on
 127.0.0.1 with its own local Ray, a test triggered over the API, run for real (built-in
-registrar, media both ways), results served and exported; then the server stopped in the
-middle of a run and started again on the same database: what was stored is kept and the
-interrupted run is FAILED with the reason."""
+registrar, media both ways), results served and exported; then the server stopped (SIGTERM)
+in the middle of a run and started again on the same database: the run's calls were hung
+up, what was stored is kept, the interrupted run is FAILED with the reason, and no Ray
+process of the server outlives it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from actors import LOCAL_ENV
+from actors.cluster import _ray_processes_in_our_group
 from callmeter.client import Client
 
 pytestmark = [pytest.mark.slow]
@@ -51,6 +53,7 @@ def serving(db: Path) -> Iterator[str]:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    started = time.time()
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -71,6 +74,11 @@ def serving(db: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+        time.sleep(1.0)
+        leftovers = _ray_processes_in_our_group(started)  # the server shares our group
+        for leftover in leftovers:
+            leftover.kill()
+        assert not leftovers, f"Ray processes outlived the server: {leftovers}"
 
 
 def wait_for(client: Client, run_id: str, statuses: set[str], timeout_s: float = 120.0) -> str:
@@ -112,7 +120,7 @@ def test_a_run_triggered_over_the_api_runs_on_ray_and_survives_a_restart(tmp_pat
         client.login(EMAIL, PASSWORD)
         again = client.run(interrupted)
         assert again.status == "FAILED"
-        assert "server stopped" in (again.reason or "")
+        assert "server shut down" in (again.reason or "")
         assert len(client.export_frame(interrupted, "metrics")) >= 8  # kept
         assert client.run(run.run_id).status == "COMPLETED"
         assert len(client.export_frame(run.run_id, "metrics")) == 24

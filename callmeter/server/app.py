@@ -9,23 +9,29 @@ RUNNING become FAILED with the reason; queued runs stay queued) and mounts the A
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import duckdb
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callmeter import __version__
+from callmeter.probes.executor import ProbeExecutor, RayProbeExecutor
+from callmeter.probes.scheduler import ProbeScheduler
+from callmeter.probes.schema import migrate as migrate_probes
 from callmeter.server import repo_people
 from callmeter.server.auth import hash_password
 from callmeter.server.context import Platform
@@ -33,7 +39,7 @@ from callmeter.server.db import Database
 from callmeter.server.errors import ApiError
 from callmeter.server.plans import DEFAULT_PLAN, PLANS
 from callmeter.server.queue import Backoff, RunLauncher, RunQueue
-from callmeter.server.routes import organizations, people, projects, results, tests
+from callmeter.server.routes import organizations, people, probes, projects, results, status, tests
 from callmeter.server.runs import StoreStatuses, test_builder
 from callmeter.server.schema import migrate
 from callmeter.server.testing import NoLauncher, StaticWorkers
@@ -112,14 +118,18 @@ def create_app(
     run_queue_thread: bool = True,
     backoff: Backoff | None = None,
     poll_interval_s: float = 1.0,
+    probe_executor: ProbeExecutor | None = None,
 ) -> FastAPI:
     """The API over ``store`` (open, owned by this process).
 
     ``launcher`` executes runs (default: none, every run fails with a clear reason);
     ``workers`` reports the workers (default: none). ``run_queue_thread=False`` leaves the
-    queue to explicit ``app.state.platform.queue.tick()`` calls (tests)."""
+    queue to explicit ``app.state.platform.queue.tick()`` calls (tests), and the probe
+    scheduler (``app.state.probes``, executing on Ray unless ``probe_executor`` is given) to
+    explicit ``tick()`` / ``run_pending()`` calls."""
     db = Database(store.cursor(), threading.RLock())
     migrate(db)
+    migrate_probes(db)
     launcher = launcher if launcher is not None else NoLauncher()
     workers = workers if workers is not None else StaticWorkers()
     if media_dir is None:
@@ -152,13 +162,22 @@ def create_app(
         public_url=public_url.rstrip("/"),
     )
 
+    probe_scheduler = ProbeScheduler(
+        db, probe_executor if probe_executor is not None else RayProbeExecutor(store),
+        store=store, clock=clock, media_dir=media_path,
+        api_url=f"{platform.public_url}{API_PREFIX}",
+    )  # fmt: skip
+    probe_scheduler.recover()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_queue_thread:
             queue.start()
+            probe_scheduler.start()
         try:
             yield
         finally:
+            probe_scheduler.close()
             queue.close()
 
     app = FastAPI(
@@ -171,9 +190,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.platform = platform
+    app.state.probes = probe_scheduler
     _install_error_handlers(app)
-    for module in (people, organizations, projects, tests, results):
+    for module in (people, organizations, projects, tests, results, probes, status):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(status.public_router)  # /status/<slug>: public HTML
     return app
 
 
@@ -208,6 +229,23 @@ def bootstrap_owner(
     return OwnerAccount(email=user.email, password=generated, created=True)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, minus re-raising SIGINT/SIGTERM when it has shut down: the server still has
+    work after the app stops (runs to stop, a local Ray to leave), on the main thread."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _EXIT_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+_EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def serve(
     db_path: str | Path,
     host: str = "127.0.0.1",
@@ -224,8 +262,6 @@ def serve(
     """Open the database, create the first Owner if there is none, and serve until Ctrl-C.
     ``launcher_factory`` builds the launcher and workers once the store is open (the Ray
     launcher writes into it); it wins over ``launcher`` and ``workers``."""
-    import uvicorn
-
     from callmeter.store import Store
 
     with Store(db_path) as store:
@@ -242,4 +278,10 @@ def serve(
                 f"log in: callmeter login --server {url} --email {owner.email}"
             )
         announce(f"callmeter {__version__} serving {db_path} on {url}{API_PREFIX}")
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        server = _Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+        try:
+            server.run()
+        finally:
+            close = getattr(launcher, "close", None)
+            if close is not None:  # the Ray launcher: stop runs (kept), leave (a local) Ray
+                close()
