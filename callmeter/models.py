@@ -161,6 +161,26 @@ def _check_domain(value: str) -> str:
 HostName = Annotated[str, AfterValidator(_check_domain)]
 
 
+def _check_sip_domain(value: str) -> str:
+    """A SIP domain: a host, or ``host:port`` where the server's accounts carry the port in
+    their address of record (``sip:1001@127.0.0.1:5070``, RFC 3261 hostport)."""
+    host, colon, port = value.rpartition(":")
+    if colon and port.isdigit() and _HOST_RE.fullmatch(host) and not _HOST_RE.fullmatch(value):
+        _check_domain(host)
+        if not 1 <= int(port) <= 65535:
+            raise ValueError(f"port {port} is outside 1..65535 in {value!r}")
+        return value
+    return _check_domain(value)
+
+
+SipDomain = Annotated[str, AfterValidator(_check_sip_domain)]
+
+
+def _has_port(domain: str) -> bool:
+    host, colon, port = domain.rpartition(":")
+    return bool(colon) and port.isdigit() and not _HOST_RE.fullmatch(domain)
+
+
 def _not_a_number(value: object) -> object:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError(
@@ -261,8 +281,8 @@ class Registrar(_Model):
     """
 
     builtin: bool = False
-    domain: HostName | None = None
-    host: HostName | None = None  # where requests go; default: domain
+    domain: SipDomain | None = None  # host[:port] of the accounts' addresses of record
+    host: HostName | None = None  # where requests go; default: the domain's host
     port: Annotated[int, Field(ge=1, le=65535)] = DEFAULT_SIP_PORT
     transport: Annotated[Transport, BeforeValidator(_check_transport)] = "udp"
     outbound_proxy: Annotated[str, AfterValidator(_check_hostport)] | None = None  # host:port
@@ -305,7 +325,11 @@ class Registrar(_Model):
         if self.domain is None:
             raise _Problems([("domain", "an external registrar needs a domain (or builtin: true)")])
         if self.host is None:
-            self.host = self.domain
+            self.host, _, port = (
+                self.domain.rpartition(":") if _has_port(self.domain) else (self.domain, "", "")
+            )
+            if port and "port" not in self.model_fields_set:
+                self.port = int(port)
         shown = self.accounts_file
         if shown is not None:
             path = _resolve_path(shown, info)
@@ -452,6 +476,8 @@ class Group(_Model):
         default_factory=lambda: list(DEFAULT_CODECS)
     )
     ptime_ms: Annotated[int, Field(ge=MIN_PTIME_MS, le=MAX_PTIME_MS)] = 20
+    # how long its endpoints ring (180) before answering a call; 0 answers at once (no 180)
+    ring_s: Annotated[float, Field(ge=0, le=60)] = 0.0
     media_file: ExistingFile | None = None  # absolute once validated
     placement: Placement | None = None
     target: Target | None = None

@@ -95,6 +95,7 @@ class EndpointPlan:
     call_duration_s: float
     codecs: tuple[str, ...]
     ptime_ms: int
+    ring_time_s: float  # a callee rings this long (180) before it answers
     media_file: str | None  # absolute path; None: the built-in speech-like signal
     send_impairment: ImpairmentProfile | None
     receive_impairment: ImpairmentProfile | None
@@ -210,6 +211,7 @@ def plan(
                 call_duration_s=test.call_duration_s,
                 codecs=common.codecs,
                 ptime_ms=group.ptime_ms,
+                ring_time_s=group.ring_s,
                 media_file=group.media_file,
                 send_impairment=common.send_impairment,
                 receive_impairment=common.receive_impairment,

@@ -452,7 +452,7 @@ def _event_row(endpoint_id: int, record: PhaseChanged | OutcomeSet, at: float) -
 def _config(plan: EndpointPlan) -> UserAgentConfig:
     return UserAgentConfig(
         plan.username, plan.domain, plan.proxy, password=plan.password, realm=plan.realm,
-        expires=max(300, int(plan.call_duration_s * 2 + 60)),
+        expires=max(300, int(plan.call_duration_s * 2 + 60)), ring_time_s=plan.ring_time_s,
     )  # fmt: skip
 
 

@@ -136,7 +136,7 @@ def test_a_typo_in_a_field_name_suggests_the_right_one() -> None:
     data["groups"][0]["codec"] = ["PCMU"]
     assert errors(data) == [
         't.yaml: groups[0].codec: unknown field; did you mean "codecs"? (fields: name, '
-        "endpoints, registrar, accounts, codecs, ptime_ms, media_file, placement, target, "
+        "endpoints, registrar, accounts, codecs, ptime_ms, ring_s, media_file, placement, target, "
         "impairment)"
     ]
     assert errors(two_groups(buildup=3)) == [
@@ -208,7 +208,7 @@ def test_registrar_fields() -> None:
         registrars={
             "a": {"accounts": []},
             "b": {"domain": "sip:example.com"},
-            "c": {"domain": "example.com:5080"},
+            "c": {"domain": "example.com:99999"},
             "d": {"domain": "example.com", "outbound_proxy": "proxy:http"},
             "e": {"builtin": True, "port": 5070},
         }
@@ -217,11 +217,19 @@ def test_registrar_fields() -> None:
         "t.yaml: registrars.a.domain: an external registrar needs a domain (or builtin: true)",
         "t.yaml: registrars.b.domain: give a host name or address without a scheme, "
         "got 'sip:example.com'",
-        "t.yaml: registrars.c.domain: 'example.com:5080' has a port: give it in port",
+        "t.yaml: registrars.c.domain: port 99999 is outside 1..65535 in 'example.com:99999'",
         "t.yaml: registrars.d.outbound_proxy: expected host:port, got 'proxy:http'",
         "t.yaml: registrars.e.port: the built-in registrar takes only transport (its address "
         "and accounts are set at run time); remove this field",
     ]
+
+
+def test_a_domain_with_a_port_is_where_requests_go_unless_told() -> None:
+    registrar = Registrar(domain="127.0.0.1:5070")  # AORs like sip:1001@127.0.0.1:5070
+    assert (registrar.domain, registrar.host, registrar.port) == ("127.0.0.1:5070", "127.0.0.1",
+                                                                  5070)  # fmt: skip
+    registrar = Registrar(domain="pbx.example.com:5070", host="10.0.0.9", port=5080)
+    assert (registrar.host, registrar.port) == ("10.0.0.9", 5080)
 
 
 def test_outbound_proxy_address() -> None:

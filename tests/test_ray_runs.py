@@ -246,8 +246,42 @@ def test_callmeter_run_quickstart_json(tmp_path: Path) -> None:
     assert summary["status"] == "COMPLETED"
     assert summary["outcomes"] == {"SUCCESS": 10}
     assert summary["success_rate"] == 1.0 and summary["mos_avg"] >= 4.0
+    assert summary["pdd_ms_p50"] is not None  # the callees ring (180) before answering,
+    assert summary["setup_ms_p50"] >= 500  # for the example's ring_s of half a second
     assert time.monotonic() - started > 10  # it really held 10 s calls (a floor, not a bound)
     quickstart = load_test(REPO / "examples/quickstart.yaml")
     with Store(db) as store:
         ((rows,),) = count(store, "SELECT count(*) FROM metrics")
     assert rows == 10 * quickstart.call_duration_s * 2
+
+
+@pytest.mark.interop
+def test_the_kamailio_example_runs_against_a_real_kamailio(cluster: Any, tmp_path: Path) -> None:
+    """examples/kamailio.yaml as documented, pointed at a Kamailio started here with the
+    example's accounts in its sqlite subscriber table (digest auth on REGISTER and INVITE)."""
+    import yaml
+
+    from tests.peers import Kamailio
+
+    data = yaml.safe_load((REPO / "examples/kamailio.yaml").read_text())
+    accounts = {a["username"]: a["password"] for a in data["registrars"]["kamailio"]["accounts"]}
+    with Kamailio.start(accounts) as kamailio:
+        # Kamailio here is on a free port, so its accounts' domain carries it (its aliases do)
+        data["registrars"]["kamailio"]["domain"] = f"127.0.0.1:{kamailio.port}"
+        del data["registrars"]["kamailio"]["port"]
+        data["call_duration_s"] = 3
+        path = tmp_path / "kamailio.yaml"
+        path.write_text(yaml.safe_dump(data))
+        test = load_test(path)
+        with Store(tmp_path / "k.duckdb") as store:
+            result = run(test, store)
+            trace = count(
+                store,
+                "SELECT first_line FROM sip_trace WHERE run_id = ? AND direction = 'in'",
+                result.run_id,
+            )
+    assert result.status == "COMPLETED", result.reason
+    assert result.summary["outcomes"] == {"SUCCESS": 4}
+    assert result.passed
+    lines = {line for (line,) in trace}
+    assert "SIP/2.0 401 Unauthorized" in lines  # Kamailio challenged the REGISTERs
