@@ -177,7 +177,7 @@ SipDomain = Annotated[str, AfterValidator(_check_sip_domain)]
 
 
 def _has_port(domain: str) -> bool:
-    host, colon, port = domain.rpartition(":")
+    _, colon, port = domain.rpartition(":")
     return bool(colon) and port.isdigit() and not _HOST_RE.fullmatch(domain)
 
 
