@@ -1,7 +1,7 @@
 # One entry point for setting up, testing and trying callmeter.
 #   make install     the real peers (apt, when missing) and callmeter with its test extras
 #   make test        install, then lint, format check, type check and every test (interop too)
-#   make quickstart  install, then a demo run on this machine
+#   make quickstart  install, then the quickstart test: built-in registrar, local Ray, results in DuckDB
 
 PYTHON ?= python3
 
@@ -17,4 +17,4 @@ test: install
 	$(PYTHON) -m pytest -q
 
 quickstart: install
-	callmeter demo
+	callmeter run examples/quickstart.yaml
