@@ -204,6 +204,27 @@ def test_a_killed_shard_keeps_its_rows_and_its_endpoints_get_oserror(
     assert sum(v for k, v in stored.items() if k.startswith("0:")) == 3  # the others decided
 
 
+def test_a_stopped_run_hangs_up_and_keeps_what_it_measured(cluster: Any, tmp_path: Path) -> None:
+    test = quick(call_duration_s=60, buildup_s=0)
+    stop = threading.Event()
+    statuses: list[str] = []
+
+    def stop_once_in_call(progress: Any) -> None:
+        statuses.append(progress.status)
+        if progress.phases.get("INCALL", 0) == 6 and progress.rows_written > 12:
+            stop.set()
+
+    with Store(tmp_path / "s.duckdb") as store:
+        result = run(test, store, on_progress=stop_once_in_call, stop=stop)
+        ((rows, seconds),) = count(
+            store, "SELECT count(*), max(second) FROM metrics WHERE run_id = ?", result.run_id
+        )
+    assert result.status == "COMPLETED", result.reason  # stopped by request: what was measured
+    assert "STOPPING" in statuses
+    assert result.summary["outcomes"] == {"SUCCESS": 6}  # hung up cleanly, not torn down
+    assert 0 < rows and seconds < 30  # the calls ended long before their 60 s
+
+
 def test_a_region_the_cluster_lacks_fails_before_anything_starts(
     cluster: Any, tmp_path: Path
 ) -> None:
