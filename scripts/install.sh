@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything callmeter's tests and quickstart need, idempotently:
-# the real peers (SIPp, Kamailio with sqlite, baresip without GUI, tshark) from Debian
-# packages, then callmeter itself in editable mode with its test extras.
+# the real peers (SIPp, Kamailio with sqlite, baresip without GUI, tshark) and Chromium (the
+# browser tests drive it with Playwright; no browser download) from Debian packages, then
+# callmeter itself in editable mode with its test extras.
 #
 # apt runs only when a peer binary is missing (one `apt-get update`, then one install).
 # Needs root (or sudo) for apt; the pip step uses whatever `python` is first on PATH,
@@ -19,6 +20,7 @@ peers=(
   "/usr/lib/*/kamailio/modules/db_sqlite.so:kamailio-sqlite-modules"
   /usr/bin/baresip:baresip-core
   /usr/bin/tshark:tshark
+  /usr/bin/chromium:chromium
 )
 
 missing=()
@@ -38,9 +40,9 @@ if ((${#missing[@]})); then
   echo "install.sh: installing ${missing[*]}"
   "${sudo[@]}" apt-get update
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    sip-tester kamailio kamailio-sqlite-modules baresip-core tshark
+    sip-tester kamailio kamailio-sqlite-modules baresip-core tshark chromium
 else
-  echo "install.sh: SIPp, Kamailio, baresip and tshark already installed"
+  echo "install.sh: SIPp, Kamailio, baresip, tshark and chromium already installed"
 fi
 
 # The Debian kamailio package enables a service with the stock config on port 5060; the
