@@ -2,6 +2,15 @@
 REST API, the Streamlit pages and the notebooks call the same functions. No streamlit, no ray.
 """
 
+from analysis.compare import (
+    COMPARE_COLUMNS,
+    DEFAULT_METRICS,
+    HIGHER_IS_BETTER,
+    compare,
+    two_proportion_z_test,
+    welch_t_test,
+)
+from analysis.kpis import KPI_COLUMNS, KPI_NAMES, R_BUDGET_TERMS, kpis, r_budget
 from analysis.runs import (
     CALL_OUTCOMES,
     LATENESS_P99_LIMIT_MS,
@@ -20,22 +29,47 @@ from analysis.runs import (
     timeseries,
     worst_endpoints,
 )
+from analysis.trace import (
+    LADDER_COLUMNS,
+    TRACE_COLUMNS,
+    Ladder,
+    endpoint_timeseries,
+    ladder,
+    sip_trace,
+)
 
 __all__ = [
     "CALL_OUTCOMES",
+    "COMPARE_COLUMNS",
+    "DEFAULT_METRICS",
+    "HIGHER_IS_BETTER",
+    "KPI_COLUMNS",
+    "KPI_NAMES",
+    "LADDER_COLUMNS",
     "LATENESS_P99_LIMIT_MS",
     "LOOP_LAG_P99_LIMIT_MS",
     "LOWER_IS_WORSE",
+    "R_BUDGET_TERMS",
     "SUCCESS_OUTCOMES",
+    "TRACE_COLUMNS",
+    "Ladder",
+    "compare",
+    "endpoint_timeseries",
     "export",
     "generator_health",
+    "kpis",
+    "ladder",
     "outcomes",
     "per_endpoint",
     "per_group",
     "percentiles",
+    "r_budget",
     "run_overview",
     "run_summary",
     "runs",
+    "sip_trace",
     "timeseries",
+    "two_proportion_z_test",
+    "welch_t_test",
     "worst_endpoints",
 ]

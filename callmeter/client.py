@@ -29,11 +29,24 @@ import httpx
 import pandas as pd
 from pydantic import BaseModel
 
+from callmeter.probes.models import (
+    DeliveryOut,
+    ExecutionOut,
+    ProbeOut,
+    StatusPageOut,
+    WebhookCreated,
+    WebhookOut,
+)
 from callmeter.server.payloads import (
     ApiKeyCreated,
+    ApiKeyOut,
     ImportResult,
+    InvitationCreated,
+    InvitationOut,
     MediaFileOut,
+    MemberOut,
     OrganizationOut,
+    PlanLimits,
     ProjectOut,
     RegistrarOut,
     RunOut,
@@ -193,6 +206,51 @@ class Client:
         return self._one(ApiKeyCreated, "POST", f"/organizations/{organization_id}/api-keys",
                          json={"name": name})  # fmt: skip
 
+    def api_keys(self, organization_id: str) -> list[ApiKeyOut]:
+        return self._list(ApiKeyOut, f"/organizations/{organization_id}/api-keys")
+
+    def revoke_api_key(self, organization_id: str, api_key_id: str) -> ApiKeyOut:
+        path = f"/organizations/{organization_id}/api-keys/{api_key_id}"
+        return self._one(ApiKeyOut, "DELETE", path)
+
+    def create_organization(self, name: str) -> OrganizationOut:
+        return self._one(OrganizationOut, "POST", "/organizations", json={"name": name})
+
+    def members(self, organization_id: str) -> list[MemberOut]:
+        return self._list(MemberOut, f"/organizations/{organization_id}/members")
+
+    def update_member(self, organization_id: str, user_id: str, **changes: Any) -> MemberOut:
+        """Change ``role``, ``all_projects`` or ``projects`` (``[{project_id, role}]``)."""
+        path = f"/organizations/{organization_id}/members/{user_id}"
+        return self._one(MemberOut, "PATCH", path, json=changes)
+
+    def remove_member(self, organization_id: str, user_id: str) -> None:
+        self.request("DELETE", f"/organizations/{organization_id}/members/{user_id}")
+
+    def invitations(self, organization_id: str) -> list[InvitationOut]:
+        return self._list(InvitationOut, f"/organizations/{organization_id}/invitations")
+
+    def invite(
+        self, organization_id: str, email: str | None, role: str = "Viewer", **fields: Any
+    ) -> InvitationCreated:
+        """A new invitation; ``.token`` and ``.link`` are shown only now."""
+        body = {"email": email, "role": role, **fields}
+        return self._one(InvitationCreated, "POST",
+                         f"/organizations/{organization_id}/invitations", json=body)  # fmt: skip
+
+    def delete_invitation(self, organization_id: str, invitation_id: str) -> None:
+        self.request("DELETE", f"/organizations/{organization_id}/invitations/{invitation_id}")
+
+    def plans(self) -> list[PlanLimits]:
+        return self._list(PlanLimits, "/plans")
+
+    def plan(self, organization_id: str) -> PlanLimits:
+        return self._one(PlanLimits, "GET", f"/organizations/{organization_id}/plan")
+
+    def update_plan(self, organization_id: str, **changes: Any) -> PlanLimits:
+        path = f"/organizations/{organization_id}/plan"
+        return self._one(PlanLimits, "PATCH", path, json=changes)
+
     def workers(self, organization_id: str) -> list[WorkerOut]:
         return self._list(WorkerOut, f"/organizations/{organization_id}/workers")
 
@@ -213,6 +271,20 @@ class Client:
         return self._one(RegistrarOut, "POST", f"/projects/{project_id}/registrars",
                          json={"name": name, "domain": domain, **fields})  # fmt: skip
 
+    def delete_registrar(self, registrar_id: str) -> None:
+        self.request("DELETE", f"/registrars/{registrar_id}")
+
+    def create_account(
+        self, registrar_id: str, username: str, password: str, realm: str | None = None
+    ) -> SipAccountOut:
+        """Add an account (or set the password and realm of an existing username)."""
+        body = {"username": username, "password": password, "realm": realm}
+        return self._one(SipAccountOut, "POST", f"/registrars/{registrar_id}/accounts",
+                         json=body)  # fmt: skip
+
+    def delete_account(self, sip_account_id: str) -> None:
+        self.request("DELETE", f"/sip-accounts/{sip_account_id}")
+
     def import_accounts(self, registrar_id: str, csv_text: str) -> ImportResult:
         """Bulk import ``username,password[,realm]`` lines (with that header)."""
         path = f"/registrars/{registrar_id}/accounts/import"
@@ -227,9 +299,21 @@ class Client:
     ) -> MediaFileOut:
         path = Path(path)
         with path.open("rb") as file:
-            return self._one(MediaFileOut, "POST", f"/projects/{project_id}/media-files",
-                             files={"file": (path.name, file)},
-                             data={"name": name} if name else None)  # fmt: skip
+            return self.upload_media_bytes(project_id, path.name, file.read(), name)
+
+    def upload_media_bytes(
+        self, project_id: str, filename: str, data: bytes, name: str | None = None
+    ) -> MediaFileOut:
+        """Upload a media file from memory (a browser upload)."""
+        return self._one(MediaFileOut, "POST", f"/projects/{project_id}/media-files",
+                         files={"file": (filename, data)},
+                         data={"name": name} if name else None)  # fmt: skip
+
+    def media_files(self, project_id: str) -> list[MediaFileOut]:
+        return self._list(MediaFileOut, f"/projects/{project_id}/media-files")
+
+    def delete_media(self, media_file_id: str) -> None:
+        self.request("DELETE", f"/media-files/{media_file_id}")
 
     def tests(self, project_id: str, name: str | None = None) -> list[TestOut]:
         params = {"name": name} if name is not None else None
@@ -240,6 +324,16 @@ class Client:
     ) -> TestOut:
         body = {"name": name, "definition": dict(definition), "description": description}
         return self._one(TestOut, "POST", f"/projects/{project_id}/tests", json=body)
+
+    def test(self, test_id: str) -> TestOut:
+        return self._one(TestOut, "GET", f"/tests/{test_id}")
+
+    def update_test(self, test_id: str, **changes: Any) -> TestOut:
+        """Change ``name``, ``description`` or ``definition`` (validated like a new test)."""
+        return self._one(TestOut, "PATCH", f"/tests/{test_id}", json=changes)
+
+    def delete_test(self, test_id: str) -> None:
+        self.request("DELETE", f"/tests/{test_id}")
 
     def find_test(self, name: str, project: str | None = None) -> TestOut:
         """The test called ``name`` in ``project`` (id or slug), or in any project the caller
@@ -320,8 +414,50 @@ class Client:
     def worst_endpoints(self, run_id: str, by: str = "mos", n: int = 10) -> pd.DataFrame:
         return self._frame(f"/runs/{run_id}/worst-endpoints", {"by": by, "n": n})
 
+    def generator_health(self, run_id: str) -> pd.DataFrame:
+        return self._frame(f"/runs/{run_id}/generator-health")
+
+    def kpis(self, run_id: str) -> pd.DataFrame:
+        """RFC 6076 KPIs, one row each (``analysis.kpis``)."""
+        return self._frame(f"/runs/{run_id}/kpis")
+
+    def r_budget(
+        self,
+        run_id: str,
+        endpoint_id: int | None = None,
+        direction: Literal["send", "receive"] = "receive",
+    ) -> pd.DataFrame:
+        """The R budget of the run or of one endpoint (``analysis.r_budget``)."""
+        params: dict[str, Any] = {"direction": direction}
+        if endpoint_id is not None:
+            params["endpoint_id"] = endpoint_id
+        return self._frame(f"/runs/{run_id}/r-budget", params)
+
+    def sip_trace(self, run_id: str, endpoint_id: int) -> pd.DataFrame:
+        """Every SIP message of one endpoint, in order (``analysis.sip_trace``)."""
+        return self._frame(f"/runs/{run_id}/endpoints/{endpoint_id}/sip-trace")
+
+    def endpoint_timeseries(
+        self,
+        run_id: str,
+        endpoint_id: int,
+        metrics: Sequence[str] = ("mos",),
+        direction: Literal["send", "receive"] | None = None,
+    ) -> pd.DataFrame:
+        """One endpoint's per-second rows, send and receive apart."""
+        params: dict[str, Any] = {"metric": list(metrics)}
+        if direction is not None:
+            params["direction"] = direction
+        return self._frame(f"/runs/{run_id}/endpoints/{endpoint_id}/timeseries", params)
+
     def compare(self, run_id: str, other_run_id: str) -> pd.DataFrame:
+        """The two runs' overviews, one row each."""
         return self._frame(f"/runs/{run_id}/compare/{other_run_id}")
+
+    def compare_metrics(self, run_id: str, other_run_id: str, alpha: float = 0.05) -> pd.DataFrame:
+        """Per metric: both values, the difference (other minus this) and whether it is beyond
+        run-to-run noise (``analysis.compare``)."""
+        return self._frame(f"/runs/{run_id}/compare/{other_run_id}/metrics", {"alpha": alpha})
 
     def export(
         self, run_id: str, table: str = "per_endpoint", format: Literal["csv", "parquet"] = "csv"
@@ -333,6 +469,107 @@ class Client:
     def export_frame(self, run_id: str, table: str = "metrics") -> pd.DataFrame:
         """One table of the run as a DataFrame (fetched as Parquet)."""
         return pd.read_parquet(io.BytesIO(self.export(run_id, table, "parquet")))
+
+    # -- probes, webhooks, status pages ---------------------------------------------------------
+    def probes(self, project_id: str) -> list[ProbeOut]:
+        """The project's probes, each with its current health."""
+        return self._list(ProbeOut, f"/projects/{project_id}/probes")
+
+    def probe(self, probe_id: str) -> ProbeOut:
+        return self._one(ProbeOut, "GET", f"/probes/{probe_id}")
+
+    def create_probe(self, project_id: str, name: str, **config: Any) -> ProbeOut:
+        """A new probe: ``registrar``, ``account``, ``target``, ``codec``, ``call_duration_s``,
+        ``interval_min``, ``placement``, ``thresholds``... (``callmeter.probes.models``)."""
+        return self._one(ProbeOut, "POST", f"/projects/{project_id}/probes",
+                         json={"name": name, **config})  # fmt: skip
+
+    def update_probe(self, probe_id: str, **changes: Any) -> ProbeOut:
+        """Change some fields (``enabled=False`` pauses the probe)."""
+        return self._one(ProbeOut, "PATCH", f"/probes/{probe_id}", json=changes)
+
+    def delete_probe(self, probe_id: str) -> None:
+        self.request("DELETE", f"/probes/{probe_id}")
+
+    def trigger_probe(self, probe_id: str) -> ExecutionOut:
+        """Run the probe now; the execution is PENDING until it starts."""
+        return self._one(ExecutionOut, "POST", f"/probes/{probe_id}/trigger")
+
+    def probe_executions(
+        self,
+        probe_id: str,
+        *,
+        health: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[ExecutionOut]:
+        """The probe's executions, newest first: the latest ``limit`` (at most 1000), or all."""
+        params: dict[str, Any] = {}
+        if health is not None:
+            params["health"] = health
+        if since is not None:
+            params["since"] = since
+        path = f"/probes/{probe_id}/executions"
+        if limit is None:
+            return self._list(ExecutionOut, path, params)
+        found = self._data("GET", path, params={**params, "limit": limit})
+        return [ExecutionOut.model_validate(item) for item in found]
+
+    def probe_execution(self, execution_id: str) -> ExecutionOut:
+        return self._one(ExecutionOut, "GET", f"/probe-executions/{execution_id}")
+
+    def webhooks(self, probe_id: str) -> list[WebhookOut]:
+        return self._list(WebhookOut, f"/probes/{probe_id}/webhooks")
+
+    def create_webhook(
+        self, probe_id: str, url: str, description: str = "", enabled: bool = True
+    ) -> WebhookCreated:
+        """A new webhook; ``.secret`` (to verify signatures) is shown only now."""
+        body = {"url": url, "description": description, "enabled": enabled}
+        return self._one(WebhookCreated, "POST", f"/probes/{probe_id}/webhooks", json=body)
+
+    def update_webhook(self, webhook_id: str, **changes: Any) -> WebhookOut:
+        """Change ``url``, ``description`` or ``enabled``."""
+        return self._one(WebhookOut, "PATCH", f"/webhooks/{webhook_id}", json=changes)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self.request("DELETE", f"/webhooks/{webhook_id}")
+
+    def rotate_webhook_secret(self, webhook_id: str) -> WebhookCreated:
+        """A new signing secret, shown only now."""
+        return self._one(WebhookCreated, "POST", f"/webhooks/{webhook_id}/rotate-secret")
+
+    def send_test_webhook(self, webhook_id: str) -> DeliveryOut:
+        """Queue a signed ``webhook.test`` event to the webhook."""
+        return self._one(DeliveryOut, "POST", f"/webhooks/{webhook_id}/test")
+
+    def webhook_deliveries(self, webhook_id: str, *, limit: int = 100) -> list[DeliveryOut]:
+        """The latest deliveries (at most 1000), newest first, each with its attempts."""
+        found = self._data("GET", f"/webhooks/{webhook_id}/deliveries", params={"limit": limit})
+        return [DeliveryOut.model_validate(item) for item in found]
+
+    def status_pages(self, project_id: str) -> list[StatusPageOut]:
+        return self._list(StatusPageOut, f"/projects/{project_id}/status-pages")
+
+    def create_status_page(
+        self,
+        project_id: str,
+        name: str,
+        slug: str,
+        description: str = "",
+        components: Sequence[Mapping[str, Any]] = (),
+    ) -> StatusPageOut:
+        """A public page at ``/status/<slug>``; ``components``: ``{probe_id, display_name}``."""
+        body = {"name": name, "slug": slug, "description": description,
+                "components": [dict(c) for c in components]}  # fmt: skip
+        return self._one(StatusPageOut, "POST", f"/projects/{project_id}/status-pages", json=body)
+
+    def update_status_page(self, status_page_id: str, **changes: Any) -> StatusPageOut:
+        """Change ``name``, ``slug``, ``description`` or ``components`` (the list replaces all)."""
+        return self._one(StatusPageOut, "PATCH", f"/status-pages/{status_page_id}", json=changes)
+
+    def delete_status_page(self, status_page_id: str) -> None:
+        self.request("DELETE", f"/status-pages/{status_page_id}")
 
 
 # The CI gate ---------------------------------------------------------------------------------

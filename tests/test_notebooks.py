@@ -21,6 +21,7 @@ from callmeter.store import Store, shard_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "explore_run.ipynb"
+COMPARE_NOTEBOOK = ROOT / "notebooks" / "compare_runs.ipynb"
 T0 = 1_700_000_000.0
 Row = dict[str, Any]
 
@@ -203,3 +204,36 @@ def test_explore_run_executes_against_a_seeded_database(
         if "application/vnd.plotly.v1+json" in output.get("data", {})
     ]
     assert len(figures) == 3  # MOS, jitter and loss per second
+
+
+def _execute(path: Path) -> tuple[list[str], int]:
+    """Run a notebook top to bottom; its text outputs and how many plotly figures it drew."""
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    client.execute()
+    outputs = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    ]
+    texts = [o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs]
+    figures = sum("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
+    return texts, figures
+
+
+def test_compare_runs_executes_against_a_seeded_database(
+    results_db: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, older = results_db
+    monkeypatch.setenv("CALLMETER_DB", str(path))
+    monkeypatch.delenv("CALLMETER_RUN_A", raising=False)
+    monkeypatch.delenv("CALLMETER_RUN_B", raising=False)
+    texts, figures = _execute(COMPARE_NOTEBOOK)
+    assert any(f"compare B = newer-run against A = {older} (2 runs in {path})" in t for t in texts)
+    # Same population, different seeds: MOS is within noise, and every row says so.
+    assert any("mos  receive: A" in t and "within noise" in t for t in texts)
+    assert any("SER" in t and "Session Establishment Ratio" in t for t in texts)
+    assert figures == 2  # MOS and jitter per second, both runs

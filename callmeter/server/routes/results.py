@@ -1,13 +1,11 @@
 """Run results, served from the ``analysis`` functions (no SQL here): overview, summary,
-outcomes, per group, per endpoint, time series, worst endpoints, generator health, two runs
-compared, export as CSV or Parquet.
+outcomes, per group, per endpoint, time series, worst endpoints, generator health, RFC 6076
+KPIs, the R budget, one endpoint's SIP trace and series, two runs compared, export as CSV or
+Parquet.
 
 Each request reads through its own cursor of the store (a DuckDB connection is not for
 concurrent use; ``Store.cursor()`` writes pending rows first, so a live run shows every second
 received). DataFrames become lists of records; NaN becomes null.
-
-TODO(analysis): the SIP trace of an endpoint needs ``analysis.sip_trace(con, run_id,
-endpoint_id)``; the route answers 404 naming it until that function exists.
 """
 
 from __future__ import annotations
@@ -156,17 +154,52 @@ def generator_health(run_id: str, platform: PlatformDep, caller: CallerDep) -> E
     return envelope(_records(platform, caller, run_id, query))
 
 
+@router.get("/runs/{run_id}/kpis", response_model=Envelope[Records])
+def kpis(run_id: str, platform: PlatformDep, caller: CallerDep) -> Envelope[Records]:
+    """The RFC 6076 metrics (SER, SEER, ISA, SCR, RRD, SRD, SDD, SDT), one record each."""
+    return envelope(_records(platform, caller, run_id, lambda c: analysis.kpis(c, run_id)))
+
+
+@router.get("/runs/{run_id}/r-budget", response_model=Envelope[Records])
+def r_budget(
+    run_id: str,
+    platform: PlatformDep,
+    caller: CallerDep,
+    endpoint_id: Annotated[int | None, Query(ge=0)] = None,
+    direction: Direction = "receive",
+) -> Envelope[Records]:
+    """The E-model's R split into its terms (why MOS dropped), for the run or one endpoint."""
+
+    def query(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+        return analysis.r_budget(con, run_id, endpoint_id, direction)
+
+    return envelope(_records(platform, caller, run_id, query))
+
+
 @router.get("/runs/{run_id}/endpoints/{endpoint_id}/sip-trace", response_model=Envelope[Records])
 def sip_trace(
     run_id: str, endpoint_id: int, platform: PlatformDep, caller: CallerDep
 ) -> Envelope[Records]:
     """Every SIP message an endpoint sent and received, in order."""
-    function = getattr(analysis, "sip_trace", None)
-    if function is None:
-        with platform.db.transaction() as tx:
-            caller.on_resource(tx, "run", run_id, Action.READ)
-        raise NotFound("this server has no SIP trace analysis yet (analysis.sip_trace)")
-    return envelope(_records(platform, caller, run_id, lambda c: function(c, run_id, endpoint_id)))
+    query = lambda c: analysis.sip_trace(c, run_id, endpoint_id)  # noqa: E731
+    return envelope(_records(platform, caller, run_id, query))
+
+
+@router.get("/runs/{run_id}/endpoints/{endpoint_id}/timeseries", response_model=Envelope[Records])
+def endpoint_timeseries(
+    run_id: str,
+    endpoint_id: int,
+    platform: PlatformDep,
+    caller: CallerDep,
+    metric: Annotated[list[str], Query(max_length=40, description="catalog keys")] = ["mos"],  # noqa: B006
+    direction: Direction | None = None,
+) -> Envelope[Records]:
+    """One endpoint's per-second rows, send and receive apart."""
+
+    def query(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+        return analysis.endpoint_timeseries(con, run_id, endpoint_id, list(metric), direction)
+
+    return envelope(_records(platform, caller, run_id, query), metrics=list(metric))
 
 
 @router.get("/runs/{run_id}/compare/{other_run_id}", response_model=Envelope[Records])
@@ -188,6 +221,22 @@ def compare(
         and isinstance(b.get(key), int | float)
     }
     return envelope([a, b], delta=delta)
+
+
+@router.get("/runs/{run_id}/compare/{other_run_id}/metrics", response_model=Envelope[Records])
+def compare_metrics(
+    run_id: str,
+    other_run_id: str,
+    platform: PlatformDep,
+    caller: CallerDep,
+    alpha: Annotated[float, Query(gt=0, lt=1)] = 0.05,
+) -> Envelope[Records]:
+    """Per metric: both runs' values, the difference (other minus this) and whether it is
+    beyond run-to-run noise (``analysis.compare``: Welch's t-test over per-endpoint means)."""
+    with platform.db.transaction() as tx:
+        caller.on_resource(tx, "run", other_run_id, Action.READ)
+    query = lambda c: analysis.compare(c, run_id, other_run_id, alpha=alpha)  # noqa: E731
+    return envelope(_records(platform, caller, run_id, query), alpha=alpha)
 
 
 @router.get(

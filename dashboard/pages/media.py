@@ -1,0 +1,57 @@
+"""The project's media files: what a group's endpoints send (WAV; the built-in tone when none)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import api
+
+st.title("Media files")
+project = api.project()
+if project is None:
+    st.info("Create a project first (sidebar: New project).")
+    st.stop()
+client = api.client()
+files = api.attempt(client.media_files, project.project_id) or []
+if files:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "name": f.name,
+                    "type": f.content_type,
+                    "bytes": f.size_bytes,
+                    "sha256": f.sha256[:16],
+                    "added": f.created_at,
+                }
+                for f in files
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+else:
+    st.caption("No media file yet: groups send the built-in tone.")
+with st.form("media_upload"):
+    upload = st.file_uploader("Media file", key="media_file")
+    name = st.text_input("Name (default: the file name)", key="media_name")
+    if st.form_submit_button("Upload") and upload is not None:
+        made = api.attempt(
+            client.upload_media_bytes,
+            project.project_id,
+            upload.name,
+            upload.getvalue(),
+            name.strip() or None,
+        )
+        if made is not None:
+            st.success(f"Uploaded {made.name!r} ({made.size_bytes:,} bytes).")
+if files:
+    names = {f.media_file_id: f.name for f in files}
+    left, right = st.columns([3, 1])
+    doomed = left.selectbox(
+        "Media file", list(names), format_func=names.__getitem__, key="media_pick"
+    )
+    if right.button("Delete", key="media_delete") and doomed:
+        if api.attempt(client.delete_media, doomed) is None:
+            st.rerun()
