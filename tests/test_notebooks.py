@@ -237,3 +237,36 @@ def test_compare_runs_executes_against_a_seeded_database(
     assert any("mos  receive: A" in t and "within noise" in t for t in texts)
     assert any("SER" in t and "Session Establishment Ratio" in t for t in texts)
     assert figures == 2  # MOS and jitter per second, both runs
+
+
+def test_explore_run_executes_against_a_real_small_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notebook on what a real run stores: a planned shard (real SIP with digest auth
+    through the built-in registrar, RTP both ways) collected once a second into the store."""
+    from callmeter.transport import run
+    from tests.test_shard import run_shard, small_test
+
+    test = small_test(call_duration_s=2)
+    _, collected = run(run_shard(test))
+    path = tmp_path / "real.duckdb"
+    with Store(path) as store:
+        store.create_run("real-run", test.name, test.model_dump_json(), 4, 0.99)
+        store.set_status("real-run", "RUNNING")
+        for seq, rows in enumerate(collected):
+            store.append(shard_batch("real-run", rows.shard_id, seq, rows))
+        store.set_status("real-run", "COMPLETED")
+    monkeypatch.setenv("CALLMETER_DB", str(path))
+    monkeypatch.delenv("CALLMETER_RUN_ID", raising=False)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    texts = [
+        output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    ]
+    assert any("run real-run (1 runs in" in text for text in texts)
+    assert any("'success_rate': 1.0" in text for text in texts)
