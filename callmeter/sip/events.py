@@ -46,7 +46,7 @@ class CallTiming:
 
     @property
     def post_dial_delay_s(self) -> float | None:
-        """INVITE to first 18x (RFC 6076 SRD for a successful setup uses the 2xx instead)."""
+        """INVITE to first 18x: post-dial delay, and RFC 6076 4.3 SRD of a successful setup."""
         if self.invite is None or self.ringing is None:
             return None
         return self.ringing - self.invite
