@@ -18,7 +18,9 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DEFAULT_PLAN", "PLANS", "PlanLimits", "plan_named"]
+from callmeter.server.errors import PlanLimitExceeded
+
+__all__ = ["DEFAULT_PLAN", "PLANS", "PlanLimits", "check_probe_count", "plan_named"]
 
 
 class PlanLimits(BaseModel):
@@ -82,3 +84,13 @@ def plan_named(name: str) -> PlanLimits:
         return PLANS[name]
     except KeyError:
         raise ValueError(f"plan: unknown plan {name!r}; one of {', '.join(PLANS)}") from None
+
+
+def check_probe_count(plan: PlanLimits, existing: int) -> None:
+    """Refuse one more probe when the organization has ``plan.probe_count`` already (a plan
+    lowered below the probes defined keeps them, and allows no new one)."""
+    if existing >= plan.probe_count:
+        raise PlanLimitExceeded(
+            f"probes: the organization has {existing} of the {plan.probe_count} probes plan "
+            f"{plan.plan} allows; delete one or change the plan"
+        )
