@@ -164,6 +164,7 @@ class Harness:
 
     def close(self) -> None:
         self.http.close()
+        self.app.state.probes.close()
         self.platform.queue.close()
         self.store.close()
 
