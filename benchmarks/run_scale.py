@@ -4,7 +4,8 @@ Ours: ``run_test`` (the driver ``callmeter run`` uses) with 500 callers calling 
 through the built-in registrar, G.711 both ways, ``--seconds`` calls after a ``--buildup``,
 cut into shards of 500 (two EndpointShard actors, one event loop each). Reported: endpoints
 sustained (most endpoints in call at once, from the per-second phases), each shard's CPU
-(mean and max of its per-second ``cpu_percent``), its event-loop lag and send lateness p99,
+(mean and max of its per-second ``cpu_percent`` while it carries all its endpoints), its
+event-loop lag and send lateness p99 then,
 the rows the one writer stored per second of run, and CPU per call.
 
 SIPp in the same run: ``sipp -sn uac_pcap`` against ``sipp -sn uas -rtp_echo`` with 500
@@ -65,10 +66,13 @@ def ours(endpoints: int, seconds: float, buildup: float, db: Path) -> dict[str, 
         (first, last) = con.execute(
             "SELECT min(ts), max(ts) FROM metrics WHERE run_id = ?", [result.run_id]
         ).fetchall()[0]
+        # steady state: the seconds where the shard carried all its endpoints
         shards = con.execute(
+            "WITH h AS (SELECT *, max(endpoints_active) OVER (PARTITION BY shard_id) AS full_load "
+            "FROM shard_health WHERE run_id = ?) "
             "SELECT shard_id, avg(cpu_percent), max(cpu_percent), max(loop_lag_ms_p99), "
-            "quantile_cont(send_lateness_ms_p99, 0.99) FROM shard_health "
-            "WHERE run_id = ? AND endpoints_active > 0 GROUP BY 1 ORDER BY 1",
+            "quantile_cont(send_lateness_ms_p99, 0.99) FROM h "
+            "WHERE endpoints_active = full_load GROUP BY 1 ORDER BY 1",
             [result.run_id],
         ).fetchall()
     disconnect()
