@@ -179,6 +179,7 @@ def run_test(
     stop: threading.Event | None = None,
     seed: int = 0,
     registrar_host: str = "127.0.0.1",
+    use_uvloop: bool | None = None,
 ) -> RunResult:
     """Run ``test`` on Ray (joining ``address`` or a private local Ray) and store everything
     in ``store`` under ``run_id`` (created here unless the store has it already)."""
@@ -194,7 +195,7 @@ def run_test(
         with _registrars(test, registrar_host) as registrars:
             run_plan = plan(test, registrars, shard_capacity=shard_capacity)
             _check_capacity(run_plan)
-            reason = _execute(run_id, run_plan, store, on_progress, stop, seed)
+            reason = _execute(run_id, run_plan, store, on_progress, stop, seed, use_uvloop)
     except Exception as exc:
         logger.exception("run %s failed", run_id)
         store.set_status(run_id, "FAILED", f"{type(exc).__name__}: {exc}")
@@ -285,9 +286,10 @@ def _execute(
     on_progress: Callable[[Progress], None] | None,
     stop: threading.Event,
     seed: int,
+    use_uvloop: bool | None,
 ) -> str | None:
     """Run the shards to the end; the reason the run failed, or None."""
-    shards = [_ShardState(p, remote_shard(run_id, p, seed)) for p in run_plan.shards]
+    shards = [_ShardState(p, remote_shard(run_id, p, seed, use_uvloop)) for p in run_plan.shards]
     tally = _Tally()
     problems: list[str] = []
     try:

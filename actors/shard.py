@@ -1,10 +1,11 @@
 """``EndpointShard``: the Ray actor that runs one shard of a test run.
 
 The actor is a plain class (Ray Train's WorkerGroup style): ``EndpointShard`` holds a
-:class:`callmeter.shard.Shard` running on its own event loop thread (uvloop: the actor's
-methods stay plain blocking calls, so nothing depends on Ray's own asyncio loop), and answers
-the driver's calls: :meth:`start` at the run's common epoch, :meth:`collect` once a second
-(an Arrow :class:`~callmeter.store.batches.ShardBatch` for the one writer), :meth:`stop`,
+:class:`callmeter.shard.Shard` running on its own event loop thread (uvloop by default,
+``use_uvloop=False`` for asyncio's own loop, which ``benchmarks/run_scale.py --loop asyncio``
+compares; the actor's methods stay plain blocking calls, so nothing depends on Ray's own
+asyncio loop), and answers the driver's calls: :meth:`start` at the run's common epoch,
+:meth:`collect` once a second (an Arrow :class:`~callmeter.store.batches.ShardBatch` for the one writer), :meth:`stop`,
 :meth:`status`. ``remote_shard`` declares the Ray resources where actors are spawned: the
 shard's custom resources (``region:<name>`` / ``worker:<name>``, sized in endpoints) and no
 CPU reservation, so shards pack by endpoint capacity rather than by cores.
@@ -30,14 +31,16 @@ __all__ = ["EndpointShard", "remote_shard"]
 class EndpointShard:
     """One shard of a run on this node. Construct, then :meth:`start`."""
 
-    def __init__(self, run_id: str, plan: ShardPlan, seed: int = 0) -> None:
+    def __init__(
+        self, run_id: str, plan: ShardPlan, seed: int = 0, use_uvloop: bool | None = None
+    ) -> None:
         self.run_id = run_id
         self.plan = plan
         self.seed = seed
         self.node = _node_info()
         self.host = _endpoint_host()
         self.seq = 0
-        self._loop = LoopThread(f"shard-{plan.shard_id}")
+        self._loop = LoopThread(f"shard-{plan.shard_id}", use_uvloop=use_uvloop)
         self._shard: Shard | None = None
         self._error: str | None = None
         tune_gc_for_load()
@@ -82,7 +85,9 @@ class EndpointShard:
         return os.getpid()
 
 
-def remote_shard(run_id: str, plan: ShardPlan, seed: int = 0) -> Any:
+def remote_shard(
+    run_id: str, plan: ShardPlan, seed: int = 0, use_uvloop: bool | None = None
+) -> Any:
     """Spawn an ``EndpointShard`` actor for ``plan`` with its placement resources."""
     actor_class = ray.remote(EndpointShard)
     options: dict[str, Any] = {
@@ -91,7 +96,7 @@ def remote_shard(run_id: str, plan: ShardPlan, seed: int = 0) -> Any:
         "max_restarts": 0,
         "name": f"callmeter-{run_id}-shard-{plan.shard_id}",
     }
-    return actor_class.options(**options).remote(run_id, plan, seed)
+    return actor_class.options(**options).remote(run_id, plan, seed, use_uvloop)
 
 
 def _node_info() -> NodeInfo:

@@ -35,7 +35,9 @@ from callmeter.models import parse_test  # noqa: E402
 from callmeter.store import Store  # noqa: E402
 
 
-def ours(endpoints: int, seconds: float, buildup: float, db: Path) -> dict[str, Any]:
+def ours(
+    endpoints: int, seconds: float, buildup: float, db: Path, use_uvloop: bool = True
+) -> dict[str, Any]:
     half = endpoints // 2
     test = parse_test(
         {
@@ -57,7 +59,9 @@ def ours(endpoints: int, seconds: float, buildup: float, db: Path) -> dict[str, 
 
     started = time.monotonic()
     with Store(db) as store:
-        result = run_test(test, store, shard_capacity=500, on_progress=progress)
+        result = run_test(
+            test, store, shard_capacity=500, on_progress=progress, use_uvloop=use_uvloop
+        )
         wall = time.monotonic() - started
         con = store.connection
         (rows,) = con.execute(
@@ -93,9 +97,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--buildup", type=float, default=10.0)
     parser.add_argument("--no-sipp", action="store_true")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="the shards' event loop")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cm-scale-") as tmp:
-        figures = ours(args.endpoints, args.seconds, args.buildup, Path(tmp) / "s.duckdb")
+        figures = ours(
+            args.endpoints, args.seconds, args.buildup, Path(tmp) / "s.duckdb",
+            use_uvloop=args.loop == "uvloop",
+        )  # fmt: skip
         sipp = None
         if not args.no_sipp:
             from media_calls import run_sipp
@@ -103,8 +112,8 @@ def main() -> None:
             sipp = run_sipp(args.endpoints // 2, Path(tmp) / "sipp")
     result = figures["result"]
     summary = result.summary
-    print(f"callmeter: {args.endpoints} endpoints, {result.status}, outcomes "
-          f"{summary.get('outcomes')}, MOS {summary.get('mos_avg')}")  # fmt: skip
+    print(f"callmeter ({args.loop} in the shards): {args.endpoints} endpoints, {result.status}, "
+          f"outcomes {summary.get('outcomes')}, MOS {summary.get('mos_avg')}")  # fmt: skip
     print(f"  sustained in call {figures['sustained']}, run wall {figures['wall_s']:.1f} s, "
           f"metric rows {figures['rows']} ({figures['rows_per_s']:.0f} rows/s stored)")  # fmt: skip
     total_cpu = 0.0
