@@ -7,8 +7,9 @@ compares; the actor's methods stay plain blocking calls, so nothing depends on R
 asyncio loop), and answers the driver's calls: :meth:`start` at the run's common epoch,
 :meth:`collect` once a second (an Arrow :class:`~callmeter.store.batches.ShardBatch` for
 the one writer), :meth:`stop`, :meth:`status`. ``remote_shard`` declares the Ray resources
-where actors are spawned: the shard's custom resources (``region:<name>`` / ``worker:<name>``, sized in endpoints) and no
-CPU reservation, so shards pack by endpoint capacity rather than by cores.
+where actors are spawned: the shard's custom resources (``region:<name>`` /
+``worker:<name>``, sized in endpoints) and no CPU reservation, so shards pack by endpoint
+capacity rather than by cores.
 """
 
 from __future__ import annotations
