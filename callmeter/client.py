@@ -49,6 +49,7 @@ from callmeter.server.payloads import (
     PlanLimits,
     ProjectOut,
     RegistrarOut,
+    RegistrationCheckOut,
     RunOut,
     SessionOut,
     SipAccountOut,
@@ -293,6 +294,13 @@ class Client:
 
     def accounts(self, registrar_id: str) -> list[SipAccountOut]:
         return self._list(SipAccountOut, f"/registrars/{registrar_id}/accounts")
+
+    def test_registration(self, registrar_id: str, username: str) -> RegistrationCheckOut:
+        """Have the server register ``username`` at the registrar for real, then unregister:
+        ``ok``, the final ``status`` and ``reason``, ``elapsed_ms`` and the message ladder
+        (``trace``). A refusal is ``ok=False``, not an error."""
+        path = f"/registrars/{registrar_id}/test-registration"
+        return self._one(RegistrationCheckOut, "POST", path, json={"username": username})
 
     def upload_media(
         self, project_id: str, path: str | Path, name: str | None = None

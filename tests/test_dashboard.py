@@ -22,7 +22,9 @@ import uvicorn
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
+from callmeter.registrar import Account, RunningRegistrar
 from callmeter.server.testing import Harness
+from callmeter.transport.thread import LoopThread
 from tests.test_analysis_trace import seed_call_run
 from tests.test_client import free_port, until
 
@@ -316,7 +318,45 @@ def test_registrar_accounts_are_listed_and_added(seeded: Seeded, app: AppTest) -
     at.button(key="FormSubmitter:acc_add-Add account").click().run()
     assert not at.exception
     assert "102" in list(at.dataframe[1].value["username"])
-    assert "not in the API yet (TODO)" in _texts(at)
+    assert at.button(key="reg_test")  # testing a registration: see the next test
+
+
+def test_the_registration_button_shows_the_answer_and_the_ladder(
+    seeded: Seeded, app: AppTest
+) -> None:
+    loop = LoopThread(name="dashboard-registrar")
+    running = RunningRegistrar(accounts=[Account("alice", "s3cret", "127.0.0.1")])
+    loop.call(running.start(), timeout=10)
+    host, port = running.address
+    h = seeded.h
+    made = h.ok("POST", f"/projects/{seeded.project}/registrars", h.owner,
+                json={"name": "live", "domain": host, "port": port})  # fmt: skip
+    registrar_id = made["registrar_id"]
+    h.ok("POST", f"/registrars/{registrar_id}/accounts/import",
+         {**h.owner, "content-type": "text/csv"},
+         content=b"username,password\nalice,s3cret\nbob,wrong\n")  # fmt: skip
+    try:
+        at = _open(app, "registrars")
+        at.selectbox(key="reg_pick").set_value(registrar_id).run()
+        at.selectbox(key="reg_test_user").set_value("alice")
+        at.button(key="reg_test").click().run()
+        assert not at.exception and not at.error
+        assert at.success[0].value.startswith("alice registered: 200 OK in ")
+        lines = [line.split(" ms  ", 1)[1] for line in at.code[0].value.splitlines()]
+        peer = f"{host}:{port}".ljust(22)
+        assert lines[:4] == [
+            f"→ {peer} REGISTER sip:{host} SIP/2.0",
+            f"← {peer} SIP/2.0 401 Unauthorized",
+            f"→ {peer} REGISTER sip:{host} SIP/2.0",
+            f"← {peer} SIP/2.0 200 OK",
+        ]
+        at.selectbox(key="reg_test_user").set_value("bob")
+        at.button(key="reg_test").click().run()
+        assert at.error[0].value.startswith("bob did not register: 401 Unauthorized in ")
+        assert at.code[0].value.splitlines()[-1].endswith("SIP/2.0 401 Unauthorized")
+    finally:
+        h.ok("DELETE", f"/registrars/{registrar_id}", h.owner)
+        loop.close(running.close)
 
 
 def test_the_stop_button_stops_the_run(seeded: Seeded, app: AppTest) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from callmeter.server.testing import Harness, Headers, StaticWorkers
 from callmeter.server.workers import WorkerInfo, WorkerStatus
+from tests.test_server_media import tiny_wav
 
 DEFINITION: dict[str, Any] = {
     "call_duration_s": 5,
@@ -19,7 +20,7 @@ DEFINITION: dict[str, Any] = {
         {"name": "b", "endpoints": 1},
     ],
 }
-WAV = b"RIFF$\x00\x00\x00WAVEfmt " + b"\x00" * 28
+WAV = tiny_wav()  # uploads are decoded and transcoded: a real WAV
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from httpx import Response
 
 from callmeter.server.access import REQUIRED_ROLE, Action, Role
 from callmeter.server.testing import Harness, Headers
+from tests.test_server_media import tiny_wav
 
 ROLES = ("Viewer", "Tester", "Editor", "Admin", "Owner")
 TEST_DEFINITION: dict[str, Any] = {
@@ -22,7 +23,7 @@ TEST_DEFINITION: dict[str, Any] = {
         {"name": "callees", "endpoints": 1},
     ],
 }
-WAV = b"RIFF$\x00\x00\x00WAVEfmt " + b"\x00" * 28
+WAV = tiny_wav()  # uploads are decoded and transcoded: a real WAV
 
 
 @dataclass

@@ -6,8 +6,10 @@ and decoded samples can be worked out by hand.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import struct
 import wave
 from pathlib import Path
 
@@ -21,13 +23,25 @@ from aiortc.jitterbuffer import JitterFrame
 from callmeter.media.sdp import Negotiated
 from callmeter.media.source import (
     BUILTIN_SOURCE,
+    MAX_PTIME_MS,
+    MIN_PTIME_MS,
+    PRE_ENCODED_MAGIC,
+    SUPPORTED_CODECS,
     EncodedMedia,
+    MediaFileError,
     MediaLibrary,
     PcmArray,
+    PreEncoded,
     audio_level_dbov,
     decode_file,
     encode_pcm,
+    file_sha256,
+    pre_encode,
+    pre_encoded_headers,
+    pre_encoded_path,
+    read_pre_encoded_header,
     speech_like_pcm,
+    transcode_file,
 )
 
 
@@ -218,3 +232,128 @@ def test_errors_name_the_codec_and_ptime() -> None:
         MediaLibrary().get("opus", 30)
     with pytest.raises(ValueError, match=r"^ptime 5 ms is outside 10\.\.120 ms$"):
         encode_pcm(np.zeros(80, dtype=np.int16), "pcmu", 5)
+
+
+# -- pre-encoded files ----------------------------------------------------------------------------
+SHA = "ab" * 32
+
+
+def refuse_encode(pcm: PcmArray, codec: str, ptime_ms: int, source: str) -> EncodedMedia:
+    raise AssertionError(f"encoded {source} with {codec} at {ptime_ms} ms")
+
+
+def refuse_decode(path: str | Path, rate_hz: int) -> PcmArray:
+    raise AssertionError(f"decoded {path} at {rate_hz} Hz")
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA", "G722"])
+@pytest.mark.parametrize("seconds", [0.0001, 0.02, 0.3013])
+def test_pre_encoded_stream_codecs_give_encode_pcm_at_every_ptime(
+    codec: str, seconds: float
+) -> None:
+    rate_hz = 16000 if codec == "G722" else 8000
+    pcm = (np.random.default_rng(7).normal(0.0, 4000.0, round(rate_hz * seconds))).astype(np.int16)
+    pre = PreEncoded.parse(pre_encode(pcm, codec, SHA).serialize())
+    for ptime_ms in range(MIN_PTIME_MS, MAX_PTIME_MS + 1):  # G.722's silence is stateful
+        assert pre.media(ptime_ms, "x") == encode_pcm(pcm, codec, ptime_ms, "x"), ptime_ms
+
+
+def test_pre_encoded_opus_gives_encode_pcm_at_20ms_only() -> None:
+    pcm = speech_like_pcm(48000)
+    pre = pre_encode(pcm, "opus", SHA)
+    assert (pre.tail, pre.energy) == (b"", b"")
+    assert pre.media(20, "x") == encode_pcm(pcm, "opus", 20, "x")
+    with pytest.raises(ValueError, match=r"^codec opus is sent with ptime 20 ms only, got 40 ms$"):
+        pre.media(40)
+
+
+def test_pre_encoded_files_round_trip_and_broken_ones_say_what_is_wrong() -> None:
+    pre = pre_encode(tone(8000, 0.1, 3000.0), "PCMA", SHA)
+    data = pre.serialize()
+    assert data.startswith(PRE_ENCODED_MAGIC) and PreEncoded.parse(data) == pre
+    assert pre.header.duration_s == pytest.approx(0.1) and pre.header.packets == 5
+    (length,) = struct.unpack_from(">I", data, 8)
+    header = json.loads(data[12 : 12 + length])
+
+    def with_header(**changes: object) -> bytes:
+        text = json.dumps({**header, **changes}).encode()
+        return data[:8] + struct.pack(">I", len(text)) + text + data[12 + length :]
+
+    broken = {
+        b"RIFF" + data[4:]: "not a callmeter pre-encoded media file (bad magic)",
+        with_header(version=2): "format version 2; this callmeter reads 1",
+        with_header(codec="G729"): "header field codec: not a supported codec: 'G729'",
+        with_header(sample_rate_hz=16000): "PCMA is sampled at 8000 Hz, the header says 16000",
+        with_header(packets=-1): "header field packets: expected a whole number, got -1",
+        data[:-1]: f"the body is {len(data) - 13 - length} bytes, the header says "
+        f"{len(data) - 12 - length}",
+        data[:-1] + bytes([data[-1] ^ 1]): "the body does not match its CRC-32: the file is "
+        "corrupt",
+        data[:10]: "truncated before the header",
+    }
+    for twin, message in broken.items():
+        with pytest.raises(ValueError, match=exact(message)):
+            PreEncoded.parse(twin)
+
+
+def test_transcoding_writes_beside_the_file_and_the_library_needs_no_encoder(
+    tone_wav: Path,
+) -> None:
+    headers = transcode_file(tone_wav)
+    assert [h.codec for h in headers] == list(SUPPORTED_CODECS)
+    assert {h.source_sha256 for h in headers} == {file_sha256(tone_wav)}
+    assert [h.duration_s for h in headers] == [1.0] * 4
+    assert pre_encoded_path(tone_wav, "G722").name == "tone.wav.g722.cmenc"
+    assert pre_encoded_headers(tone_wav) == headers
+    assert read_pre_encoded_header(pre_encoded_path(tone_wav, "opus")) == headers[3]
+    library = MediaLibrary(encode=refuse_encode, decode=refuse_decode)
+    reference = MediaLibrary(pre_encoded=False)
+    for codec, ptime_ms in [("PCMU", 20), ("PCMU", 30), ("PCMA", 20), ("G722", 60), ("opus", 20)]:
+        assert library.get(codec, ptime_ms, tone_wav) == reference.get(codec, ptime_ms, tone_wav)
+    assert library.pre_encoded(tone_wav, "pcmu") is library.pre_encoded(str(tone_wav), "PCMU")
+    assert library.pre_encoded(None, "pcmu") is None  # the built-in signal is never a file
+
+
+def test_a_stale_pre_encoded_file_is_never_used_and_transcoding_replaces_it(
+    tone_wav: Path,
+) -> None:
+    transcode_file(tone_wav, ["PCMU"])
+    write_wav(tone_wav, tone(8000, 0.5, 8000.0, 1000.0), 8000)  # the source changed
+    encoded: list[str] = []
+
+    def counting_encode(pcm: PcmArray, codec: str, ptime_ms: int, source: str) -> EncodedMedia:
+        encoded.append(codec)
+        return encode_pcm(pcm, codec, ptime_ms, source)
+
+    media = MediaLibrary(encode=counting_encode).get("PCMU", 20, tone_wav)
+    assert encoded == ["PCMU"] and media.packet_count == 25
+    assert pre_encoded_headers(tone_wav) == ()
+    (header,) = transcode_file(tone_wav, ["PCMU"])
+    assert (header.source_sha256, header.duration_s) == (file_sha256(tone_wav), 0.5)
+    assert MediaLibrary(encode=refuse_encode).get("PCMU", 20, tone_wav) == media
+
+
+def test_a_corrupt_pre_encoded_file_is_ignored_with_a_warning(
+    tone_wav: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    transcode_file(tone_wav, ["PCMA"])
+    path = pre_encoded_path(tone_wav, "PCMA")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    media = MediaLibrary().get("PCMA", 20, tone_wav)
+    assert media == MediaLibrary(pre_encoded=False).get("PCMA", 20, tone_wav)
+    assert caplog.messages == [
+        f"pre-encoded media file '{path}': the body does not match its CRC-32: the file is "
+        f"corrupt; encoding {tone_wav} again"
+    ]
+
+
+def test_transcoding_what_is_not_audio_says_why(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"this is not audio at all\n" * 20)
+    with pytest.raises(MediaFileError) as caught:
+        transcode_file(garbage)
+    assert caught.value.reason == "is not readable audio: Invalid data found when processing input"
+    assert str(caught.value) == f"media file '{garbage}' {caught.value.reason}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.wav"]

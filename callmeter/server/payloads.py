@@ -42,6 +42,8 @@ __all__ = [
     "RegistrarIn",
     "RegistrarOut",
     "RegistrarUpdate",
+    "RegistrationCheckIn",
+    "RegistrationCheckOut",
     "RoleName",
     "RunIn",
     "RunOut",
@@ -52,6 +54,7 @@ __all__ = [
     "TestIn",
     "TestOut",
     "TestUpdate",
+    "TraceLine",
     "Transport",
     "UserOut",
     "WorkerOut",
@@ -295,6 +298,37 @@ class MediaFileOut(BaseModel):
     size_bytes: int
     sha256: str
     created_at: datetime
+    duration_s: float | None = Field(
+        default=None, description="length of the audio; null until it is transcoded"
+    )
+    codecs: list[str] = Field(
+        default_factory=list,
+        description="codecs it is transcoded into, each for every ptime the codec allows "
+        "(runs send these without encoding)",
+    )
+
+
+class RegistrationCheckIn(Strict):
+    username: str = Field(min_length=1, max_length=128, description="an account of the registrar")
+
+
+class TraceLine(BaseModel):
+    """One SIP message of a registration check, as a ladder line: its first line only."""
+
+    at_ms: float = Field(description="since the first REGISTER was sent")
+    direction: str = Field(description="out (sent by the server) or in (received)")
+    peer: str = Field(description="host:port it went to or came from")
+    line: str = Field(description="request line or status line")
+
+
+class RegistrationCheckOut(BaseModel):
+    """The answer to one REGISTER with digest authentication (then unregistered)."""
+
+    ok: bool
+    status: int | None = Field(description="final SIP status; null when none came")
+    reason: str
+    elapsed_ms: float | None = Field(description="REGISTER to final answer (challenge included)")
+    trace: list[TraceLine]
 
 
 class TestIn(Strict):

@@ -3,16 +3,25 @@ tests. Plain functions over a :class:`~callmeter.server.db.Tx`; permissions are 
 routes (see :mod:`callmeter.server.access`) before these are called.
 
 SIP account passwords are stored as given (a load generator has to answer digest challenges
-with them) and never leave this module except through :func:`accounts_for_run`.
+with them) and never leave this module except through :func:`accounts_for_run` and
+:func:`account_for_check` (the registration check).
+
+Media files: the bytes live in the database; :func:`write_media` puts a copy where runs read
+it (``<media_dir>/<sha256><ext>``) and the pre-encoded files of
+:func:`callmeter.media.source.transcode_file` sit beside that copy, which is where the
+duration and codecs of :class:`MediaFileOut` are read from.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from callmeter.server.db import Row, Tx, new_id
@@ -28,8 +37,11 @@ from callmeter.server.payloads import (
 
 __all__ = [
     "KINDS",
+    "MEDIA_SUFFIXES",
     "Owner",
+    "account_for_check",
     "accounts_for_run",
+    "check_media_name",
     "create_media_file",
     "create_project",
     "create_registrar",
@@ -45,7 +57,9 @@ __all__ = [
     "list_projects",
     "list_registrars",
     "list_tests",
+    "materialize_media",
     "media_bytes",
+    "media_path",
     "owner_of",
     "registrar_by_name",
     "slugify",
@@ -54,7 +68,10 @@ __all__ = [
     "update_registrar",
     "update_test",
     "upsert_accounts",
+    "write_media",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class Owner(NamedTuple):
@@ -353,11 +370,62 @@ def accounts_for_run(tx: Tx, registrar_id: str) -> list[tuple[str, str, str | No
     return [(r["username"], r["password"], r["realm"]) for r in rows]
 
 
+def account_for_check(tx: Tx, registrar_id: str, username: str) -> tuple[str, str | None] | None:
+    """(password, realm) of one account, for the registration check only; None: no such."""
+    row = tx.one(
+        "SELECT password, realm FROM sip_accounts WHERE registrar_id = ? AND username = ?",
+        [registrar_id, username],
+    )
+    return None if row is None else (row["password"], row["realm"])
+
+
 # Media files -------------------------------------------------------------------------------
 
+MEDIA_SUFFIXES = (".wav", ".mp3", ".ogg", ".flac", ".opus", ".m4a", ".raw", ".pcm")
 
-def _media(row: Row) -> MediaFileOut:
-    return MediaFileOut(
+
+def media_path(media_dir: Path, sha256: str, name: str) -> Path:
+    """Where runs read a media file: ``<sha256><ext>`` in the media directory, written once
+    per content (the bytes stay in the database); its pre-encoded files sit beside it."""
+    suffix = Path(name).suffix.lower()
+    return media_dir / f"{sha256}{suffix if suffix in MEDIA_SUFFIXES else ''}"
+
+
+def write_media(media_dir: Path, sha256: str, name: str, data: bytes) -> tuple[Path, bool]:
+    """Write a media file's bytes where runs read them (unless there already); returns the
+    path and whether this call wrote it."""
+    path = media_path(media_dir, sha256, name)
+    if path.exists():
+        return path, False
+    media_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+    return path, True
+
+
+def materialize_media(tx: Tx, media_dir: Path, media_file_id: str) -> Path:
+    """The path runs use for a stored media file, written and transcoded if it is not there
+    yet (a media directory lost or made before uploads were transcoded). A file that does
+    not transcode is still returned: the run reports what is wrong with it."""
+    from callmeter.media.source import SUPPORTED_CODECS, pre_encoded_headers, transcode_file
+
+    row = tx.one("SELECT name, sha256 FROM media_files WHERE media_file_id = ?", [media_file_id])
+    if row is None:
+        raise NotFound.of("media file", media_file_id)
+    path = media_path(media_dir, row["sha256"], row["name"])
+    if not path.exists():
+        write_media(media_dir, row["sha256"], row["name"], media_bytes(tx, media_file_id))
+    if len(pre_encoded_headers(path, row["sha256"])) < len(SUPPORTED_CODECS):
+        try:
+            transcode_file(path)
+        except (OSError, ValueError) as error:
+            log.warning("media file %s (%s) not transcoded: %s", media_file_id, path, error)
+    return path
+
+
+def _media(row: Row, media_dir: Path | None) -> MediaFileOut:
+    media = MediaFileOut(
         media_file_id=row["media_file_id"],
         project_id=row["project_id"],
         name=row["name"],
@@ -366,14 +434,28 @@ def _media(row: Row) -> MediaFileOut:
         sha256=row["sha256"],
         created_at=_utc(row["created_at"]),
     )
+    if media_dir is not None:
+        from callmeter.media.source import pre_encoded_headers
+
+        headers = pre_encoded_headers(media_path(media_dir, media.sha256, media.name), media.sha256)
+        if headers:
+            media.duration_s = round(headers[0].duration_s, 3)
+            media.codecs = [h.codec for h in headers]
+    return media
 
 
 _MEDIA_COLUMNS = "media_file_id, project_id, name, content_type, size_bytes, sha256, created_at"
 
 
+def check_media_name(tx: Tx, project_id: str, name: str) -> None:
+    """Conflict when the project has a media file of that name already."""
+    _unique(tx, "media_files", project_id, name)
+
+
 def create_media_file(
-    tx: Tx, owner: Owner, name: str, content_type: str, data: bytes, now: float
-) -> MediaFileOut:
+    tx: Tx, owner: Owner, name: str, content_type: str, data: bytes, now: float,
+    media_dir: Path | None = None,
+) -> MediaFileOut:  # fmt: skip
     _unique(tx, "media_files", owner.project_id, name)
     media_file_id = new_id("med")
     tx.run(
@@ -390,16 +472,18 @@ def create_media_file(
             now,
         ],
     )
-    return get_media_file(tx, media_file_id)
+    return get_media_file(tx, media_file_id, media_dir)
 
 
-def get_media_file(tx: Tx, media_file_id: str) -> MediaFileOut:
+def get_media_file(tx: Tx, media_file_id: str, media_dir: Path | None = None) -> MediaFileOut:
+    """A media file; with ``media_dir``, also its duration and the codecs it is
+    transcoded into (read from the pre-encoded files)."""
     row = tx.one(
         f"SELECT {_MEDIA_COLUMNS} FROM media_files WHERE media_file_id = ?", [media_file_id]
     )
     if row is None:
         raise NotFound.of("media file", media_file_id)
-    return _media(row)
+    return _media(row, media_dir)
 
 
 def media_bytes(tx: Tx, media_file_id: str) -> bytes:
@@ -409,12 +493,12 @@ def media_bytes(tx: Tx, media_file_id: str) -> bytes:
     return bytes(value)
 
 
-def list_media_files(tx: Tx, project_id: str) -> list[MediaFileOut]:
+def list_media_files(tx: Tx, project_id: str, media_dir: Path | None = None) -> list[MediaFileOut]:
     rows = tx.all(
         f"SELECT {_MEDIA_COLUMNS} FROM media_files WHERE project_id = ? ORDER BY created_at, rowid",
         [project_id],
     )
-    return [_media(row) for row in rows]
+    return [_media(row, media_dir) for row in rows]
 
 
 # Tests -------------------------------------------------------------------------------------

@@ -37,8 +37,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MEDIA_SUFFIXES = (".wav", ".mp3", ".ogg", ".flac", ".opus", ".m4a", ".raw", ".pcm")
-
 
 class StoreStatuses:
     """:class:`~callmeter.server.queue.RunStatuses` over the store."""
@@ -59,20 +57,13 @@ class StoreStatuses:
 
 
 def _media_path(tx: Tx, media_dir: Path, project_id: str, name: str) -> Path | None:
-    row = tx.one(
-        "SELECT media_file_id, sha256 FROM media_files WHERE project_id = ? AND name = ?",
+    media_file_id = tx.scalar(
+        "SELECT media_file_id FROM media_files WHERE project_id = ? AND name = ?",
         [project_id, name],
     )
-    if row is None:
+    if media_file_id is None:
         return None
-    suffix = Path(name).suffix.lower()
-    path = media_dir / f"{row['sha256']}{suffix if suffix in MEDIA_SUFFIXES else ''}"
-    if not path.exists():  # written once per content; the bytes stay in the database
-        media_dir.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(repo_resources.media_bytes(tx, row["media_file_id"]))
-        partial.replace(path)
-    return path
+    return repo_resources.materialize_media(tx, media_dir, media_file_id)
 
 
 def load_test(

@@ -1,4 +1,5 @@
-"""The project's media files: what a group's endpoints send (WAV; the built-in tone when none)."""
+"""The project's media files: what a group's endpoints send (WAV; the built-in tone when none).
+The server transcodes each upload once into every codec; the table shows which."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ if files:
                     "name": f.name,
                     "type": f.content_type,
                     "bytes": f.size_bytes,
+                    "duration (s)": f.duration_s,
+                    "transcoded into": ", ".join(f.codecs) or "not yet",
                     "sha256": f.sha256[:16],
                     "added": f.created_at,
                 }
@@ -45,7 +48,12 @@ with st.form("media_upload"):
             name.strip() or None,
         )
         if made is not None:
-            st.success(f"Uploaded {made.name!r} ({made.size_bytes:,} bytes).")
+            length = f"{made.duration_s:.1f} s, " if made.duration_s is not None else ""
+            codecs = ", ".join(made.codecs) or "no codec"
+            st.success(
+                f"Uploaded {made.name!r} ({length}{made.size_bytes:,} bytes), "
+                f"transcoded into {codecs}."
+            )
 if files:
     names = {f.media_file_id: f.name for f in files}
     left, right = st.columns([3, 1])

@@ -1,5 +1,5 @@
 """The project's registrars (SIP servers under test) and their SIP accounts: add one by one,
-bulk import from CSV, delete."""
+bulk import from CSV, test a registration, delete."""
 
 from __future__ import annotations
 
@@ -98,11 +98,32 @@ if accounts:
     if c2.button("Delete account", key="acc_delete") and doomed:
         if api.attempt(client.delete_account, doomed) is None:
             st.rerun()
-st.info(
-    "Testing a registration from here needs a server endpoint that registers one account "
-    "and reports the answer: not in the API yet (TODO).",
-    icon=":material/info:",
-)
+if accounts:
+    st.subheader("Test a registration")
+    st.caption(
+        "The server registers the account with this registrar for real (REGISTER with digest "
+        "authentication), then unregisters it."
+    )
+    left, right = st.columns([3, 1])
+    tested = left.selectbox(
+        "Account to register", [a.username for a in accounts], key="reg_test_user"
+    )
+    if right.button("Test registration", key="reg_test") and tested:
+        with st.spinner(f"Registering {tested}..."):
+            check = api.attempt(client.test_registration, registrar_id, tested)
+        if check is not None:
+            took = f" in {check.elapsed_ms:.0f} ms" if check.elapsed_ms is not None else ""
+            answer = f"{check.status} {check.reason}" if check.status else check.reason
+            if check.ok:
+                st.success(f"{tested} registered: {answer}{took}.")
+            else:
+                st.error(f"{tested} did not register: {answer}{took}.")
+            ladder = [
+                f"{line.at_ms:9.1f} ms  {'→' if line.direction == 'out' else '←'} "
+                f"{line.peer:<22} {line.line}"
+                for line in check.trace
+            ]
+            st.code("\n".join(ladder) or "no SIP message", language=None)
 if st.button("Delete this registrar", key="reg_delete"):
     if api.attempt(client.delete_registrar, registrar_id) is None:
         st.rerun()

@@ -1,17 +1,20 @@
-"""Projects and their resources: registrars, SIP accounts (with CSV import) and media files."""
+"""Projects and their resources: registrars (with a registration check), SIP accounts (with
+CSV import) and media files (transcoded at upload)."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from callmeter.models import SipAccount
-from callmeter.server import repo_resources, repo_runs
+from callmeter.models import BUILTIN, SipAccount
+from callmeter.server import registration_check, repo_resources, repo_runs
 from callmeter.server.access import Action
 from callmeter.server.context import Caller, Platform
 from callmeter.server.deps import CallerDep, PageDep, PlatformDep, envelope, paged
@@ -26,6 +29,8 @@ from callmeter.server.payloads import (
     RegistrarIn,
     RegistrarOut,
     RegistrarUpdate,
+    RegistrationCheckIn,
+    RegistrationCheckOut,
     SipAccountIn,
     SipAccountOut,
     SipAccountUpdate,
@@ -160,6 +165,31 @@ def delete_registrar(registrar_id: str, platform: PlatformDep, caller: CallerDep
         caller.on_resource(tx, "registrar", registrar_id, Action.EDIT_RESOURCES)
         repo_resources.delete_resource(tx, "registrar", registrar_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/registrars/{registrar_id}/test-registration",
+    response_model=Envelope[RegistrationCheckOut],
+)
+def registration_test(
+    registrar_id: str, body: RegistrationCheckIn, platform: PlatformDep, caller: CallerDep
+) -> Envelope[RegistrationCheckOut]:
+    """Register one of the registrar's accounts for real (REGISTER with digest auth, up to
+    10 s), then unregister; the answer, the time it took and the first line of every SIP
+    message. A refusal or a timeout is ``ok: false``, not an error. Tester and above."""
+    if registrar_id == BUILTIN:
+        raise InvalidInput("the built-in registrar needs no test")
+    with platform.db.transaction() as tx:
+        caller.on_resource(tx, "registrar", registrar_id, Action.RUN_TEST)
+        registrar = repo_resources.get_registrar(tx, registrar_id)
+        secret = repo_resources.account_for_check(tx, registrar_id, body.username)
+    if secret is None:
+        raise InvalidInput(
+            f"username: registrar {registrar.name!r} has no account {body.username!r}"
+        )
+    target = registration_check.target_of(registrar)
+    password, realm = secret
+    return envelope(registration_check.run_check(target, body.username, password, realm))
 
 
 # SIP accounts ------------------------------------------------------------------------------
@@ -299,7 +329,7 @@ def list_media_files(
 ) -> Envelope[list[MediaFileOut]]:
     with platform.db.transaction() as tx:
         caller.in_project(tx, project_id, Action.READ)
-        return paged(repo_resources.list_media_files(tx, project_id), paging)
+        return paged(repo_resources.list_media_files(tx, project_id, platform.media_dir), paging)
 
 
 @router.post(
@@ -312,11 +342,9 @@ def upload_media_file(
     caller: CallerDep,
     name: Annotated[str | None, Form(max_length=200)] = None,
 ) -> Envelope[MediaFileOut]:
-    """Upload a media file; tests name it in ``groups[].media_file``.
-
-    TODO(media): transcode once into every supported codec at upload (the lead wires
-    ``callmeter.media.source.MediaLibrary`` here); today the bytes are stored and each run
-    encodes them on first use."""
+    """Upload a media file; tests name it in ``groups[].media_file``. It is decoded and
+    transcoded once, now, into every supported codec (``codecs`` in the answer), so runs send
+    it without encoding; a file that does not decode as audio is refused (400)."""
     data = file.file.read(MAX_MEDIA_BYTES + 1)
     if len(data) > MAX_MEDIA_BYTES:
         raise InvalidInput(f"file: larger than {MAX_MEDIA_BYTES} bytes")
@@ -326,12 +354,32 @@ def upload_media_file(
     if not media_name or "/" in media_name or "\\" in media_name or media_name.startswith("."):
         raise InvalidInput("name: give a file name without a path")
     content_type = file.content_type or "application/octet-stream"
+    with platform.db.transaction() as tx:  # refuse before the work, not after
+        caller.in_project(tx, project_id, Action.EDIT_RESOURCES)
+        repo_resources.check_media_name(tx, project_id, media_name)
+    _transcode(platform.media_dir, media_name, data)  # outside the lock: seconds for long files
     with platform.db.transaction() as tx:
         owner = caller.in_project(tx, project_id, Action.EDIT_RESOURCES)
         media = repo_resources.create_media_file(
-            tx, owner, media_name, content_type, data, platform.clock()
+            tx, owner, media_name, content_type, data, platform.clock(), platform.media_dir
         )
     return envelope(media)
+
+
+def _transcode(media_dir: Path, name: str, data: bytes) -> None:
+    """Write the bytes where runs read them and pre-encode them beside (a content already
+    there is reused); 400 naming the file and FFmpeg's reason when it is not audio."""
+    from callmeter.media.source import MediaFileError, transcode_file  # loads PyAV
+
+    path, written = repo_resources.write_media(
+        media_dir, hashlib.sha256(data).hexdigest(), name, data
+    )
+    try:
+        transcode_file(path)
+    except MediaFileError as error:
+        if written:
+            path.unlink(missing_ok=True)
+        raise InvalidInput(f"file: {name!r} {error.reason}") from None
 
 
 @router.get("/media-files/{media_file_id}", response_model=Envelope[MediaFileOut])
@@ -340,7 +388,7 @@ def get_media_file(
 ) -> Envelope[MediaFileOut]:
     with platform.db.transaction() as tx:
         caller.on_resource(tx, "media file", media_file_id, Action.READ)
-        return envelope(repo_resources.get_media_file(tx, media_file_id))
+        return envelope(repo_resources.get_media_file(tx, media_file_id, platform.media_dir))
 
 
 @router.get(
