@@ -109,6 +109,7 @@ class CallMedia:
         self.listener: MediaListener | None = None
         self._running: dict[str, _Running] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._tick_due = 0.0  # the per-second grid: a late tick does not shift the next one
 
     @classmethod
     async def open(
@@ -151,7 +152,8 @@ class CallMedia:
         self._running[call_id] = _Running(session, now, last_at=now)
         self.ticker.add(session, self.socket)
         if self._timer is None:
-            self._timer = self.loop.call_at(now + 1.0, self._every_second)
+            self._tick_due = now + 1.0
+            self._timer = self.loop.call_at(self._tick_due, self._every_second)
         if self.listener is not None:
             self.listener.media_started(call_id, now)
 
@@ -163,10 +165,18 @@ class CallMedia:
         self.ticker.remove(running.session)
 
     def _every_second(self) -> None:
+        """One row per call and direction; the next tick stays on the one-second grid, so a
+        loaded loop that fires late does not make calls lose seconds."""
         now = self.loop.time()
         for call_id, running in self._running.items():
             self._record(call_id, running, now)
-        self._timer = self.loop.call_at(now + 1.0, self._every_second) if self._running else None
+        if not self._running:
+            self._timer = None
+            return
+        self._tick_due += 1.0
+        while self._tick_due <= now:  # more than a second late: the next row spans the gap
+            self._tick_due += 1.0
+        self._timer = self.loop.call_at(self._tick_due, self._every_second)
 
     def _record(self, call_id: str, running: _Running, now: float, final: bool = False) -> None:
         interval_s = now - running.last_at
