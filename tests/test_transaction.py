@@ -55,11 +55,11 @@ class User:
     def transmit(self, data: bytes, addr: Address) -> None:
         self.sent.append((self.now, data))
 
-    def arm_timer(self, tx: Transaction, letter: str, when: float) -> None:
-        self.heap.arm(letter, when)
+    def arm_timer(self, tx: Transaction, when: float) -> None:
+        self.heap.arm(tx, when)
 
-    def cancel_timer(self, tx: Transaction, letter: str) -> None:
-        self.heap.cancel(letter)
+    def cancel_timer(self, tx: Transaction) -> None:
+        self.heap.cancel(tx)
 
     def response_received(self, tx: ClientTransaction, response: Response, now: float) -> None:
         self.delivered.append(response.status)
@@ -76,8 +76,8 @@ class User:
     def run_until(self, tx: Transaction, until: float) -> None:
         while (when := self.heap.next_deadline()) is not None and when <= until:
             self.now = when
-            for letter in self.heap.pop_due(when):
-                tx.handle_timer(str(letter), when)
+            for _ in self.heap.pop_due(when):
+                tx.handle_timer(when)
         self.now = until
 
     def first_lines(self) -> list[str]:
@@ -130,6 +130,29 @@ def test_non_invite_client_retransmits_at_t2_in_proceeding_and_times_out() -> No
     assert times[:3] == [0.0, 0.5, 1.5]
     assert times[3:6] == [3.5, 7.5, 11.5]  # the armed E, then every T2 in Proceeding
     assert user.timed_out == [32.0] and user.terminated
+
+
+def test_one_wake_up_per_transaction_and_a_late_one_fires_every_due_timer_in_order() -> None:
+    user = User()
+    tx = NonInviteClientTransaction(user, request("OPTIONS"), PEER, reliable=False,
+                                    config=TimerConfig())  # fmt: skip
+    tx.start(0.0)
+    assert len(user.heap) == 1 and user.heap.next_deadline() == 0.5  # E, not F
+    user.now = 40.0
+    tx.handle_timer(40.0)  # woken late: E (retransmit) first, then F (time out)
+    assert [t for t, _ in user.sent] == [0.0, 40.0]
+    assert user.timed_out == [40.0] and user.terminated and user.heap.next_deadline() is None
+
+
+def test_a_response_withdraws_the_wake_up_and_the_final_one_asks_for_timer_k() -> None:
+    user = User()
+    tx = NonInviteClientTransaction(user, request("BYE"), PEER, reliable=False,
+                                    config=TimerConfig())  # fmt: skip
+    tx.start(0.0)
+    tx.receive_response(response(200, "BYE"), 0.1)  # E and F cancelled, K armed
+    assert len(user.heap) == 1 and user.heap.next_deadline() == 0.1 + TimerConfig().t4
+    user.run_until(tx, 10.0)
+    assert user.terminated and user.heap.next_deadline() is None
 
 
 def test_client_transport_error_terminates_at_once() -> None:

@@ -131,7 +131,7 @@ def test_udp_timer_fires_once_at_its_deadline_and_is_not_duplicated(run_on: Runn
     run_on(scenario())
 
 
-def test_udp_moved_timer_replaces_the_old_one(run_on: Runner) -> None:
+def test_udp_timer_is_replaced_when_it_moves_earlier_kept_when_later(run_on: Runner) -> None:
     async def scenario() -> None:
         core = RecordingCore()
         server = await open_udp(core)
@@ -140,12 +140,15 @@ def test_udp_moved_timer_replaces_the_old_one(run_on: Runner) -> None:
         server.flush()  # a command changed the core's timer: the app flushes
         server.flush()  # nothing moved: nothing re-armed
         assert (server.timer_deadline, server.stats.timers_armed) == (start + 0.02, 1)
-        core.deadline = start + 0.06  # moved later: the early handle must not fire
+        core.deadline = start + 0.01  # moved earlier: replaced
         server.flush()
-        assert (server.timer_deadline, server.stats.timers_armed) == (start + 0.06, 2)
+        assert (server.timer_deadline, server.stats.timers_armed) == (start + 0.01, 2)
+        core.deadline = start + 0.06  # moved later: the armed timer is kept and fires early,
+        server.flush()  # the core finds nothing due, and the timer is re-armed then
+        assert (server.timer_deadline, server.stats.timers_armed) == (start + 0.01, 2)
         await until(lambda: core.fired, "the moved timer")
         assert core.fired[0] >= start + 0.06
-        assert server.stats.timers_fired == 1
+        assert (server.stats.timers_armed, server.stats.timers_fired) == (3, 2)
         server.close()
         await server.wait_closed()
 

@@ -8,6 +8,8 @@ import pytest
 
 from callmeter.sip import auth
 from callmeter.sip.core import Address
+from callmeter.sip.dialog import Dialog
+from callmeter.sip.errors import LocalProtocolError
 from callmeter.sip.events import (
     CallAnswered,
     CallCancelled,
@@ -413,3 +415,44 @@ def test_connection_failure_fails_the_call_at_once_with_503() -> None:
     assert (failed[0].call_id, failed[0].status, failed[0].at) == (call_id, 503, 0.5)
     assert alice.client_transactions == {} and alice.counters["transport_errors"] == 1
     assert len(net.sent("INVITE")) == 1  # reliable transport: no retransmission
+
+
+DIALOG_INVITE = (
+    b"INVITE sip:bob@127.0.0.1:5002 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKd1;rport\r\nMax-Forwards: 70\r\n"
+    b'From: "Alice" <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:bob@127.0.0.1:5002>\r\n'
+    b"Call-ID: d1@127.0.0.1\r\nCSeq: 7 INVITE\r\nContact: <sip:alice@127.0.0.1:5001>\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "record_route",
+    [
+        b"",
+        b"Record-Route: <sip:10.0.0.2;lr>, <sip:10.0.0.1;lr>\r\n",
+        b"Record-Route: <sip:10.0.0.1>\r\n",  # strict routing: the route becomes the R-URI
+    ],
+)
+@pytest.mark.parametrize("extra", [(), (("Authorization", 'Digest username="a"'),)])
+def test_rendered_ack_is_the_serialized_request(
+    record_route: bytes, extra: tuple[tuple[str, str], ...]
+) -> None:
+    """The ACK of a 2xx is written straight to bytes: byte for byte what building the
+    request and serializing it gives."""
+    invite = parse_message(DIALOG_INVITE)
+    ok = parse_message(
+        DIALOG_INVITE.replace(b"INVITE sip:bob@127.0.0.1:5002", b"SIP/2.0 200 OK", 1)
+        .replace(b"Max-Forwards: 70\r\n", record_route)
+        .replace(b"To: <sip:bob@127.0.0.1:5002>", b"To: <sip:bob@127.0.0.1:5002>;tag=b1")
+        .replace(b"sip:alice@127.0.0.1:5001>", b"sip:bob@127.0.0.1:5002>")
+    )
+    assert isinstance(invite, Request) and not isinstance(ok, Request)
+    dialog = Dialog.from_uac(invite, ok)
+    via = "SIP/2.0/UDP 127.0.0.1:5001;branch=z9hG4bKack;rport"
+    expected = dialog.new_request("ACK", via, cseq=7)
+    for name, value in extra:
+        expected.headers.add(name, value)
+    assert dialog.render_request("ACK", via, 7, extra) == expected.serialize()
+    with pytest.raises(LocalProtocolError):
+        dialog.render_request("ACK", via + "\r\nX: y", 7)

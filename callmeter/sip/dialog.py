@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from callmeter.sip.core import Address
+from callmeter.sip.errors import LocalProtocolError
 from callmeter.sip.headers import Headers, NameAddr
 from callmeter.sip.message import Request, Response
 from callmeter.sip.uri import SipUri, Uri
@@ -56,17 +58,24 @@ class Dialog:
     local_cseq: int = 1
     remote_cseq: int | None = None
     confirmed: bool = False
+    # (remote target, default, next hop) of the last next_hop() without a route set
+    _hop: tuple[Uri, Address, Address] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_uac(cls, invite: Request, response: Response) -> Dialog:
+    def from_uac(
+        cls, invite: Request, response: Response, *, local_tag: str | None = None
+    ) -> Dialog:
         """Section 12.1.2: route set is the response's Record-Route reversed; remote target
-        its Contact."""
+        its Contact. ``local_tag`` is the INVITE's From tag when the caller knows it (saves
+        parsing our own From)."""
         contacts = response.contacts
         target = contacts[0].uri if contacts else invite.uri
         routes = [str(r) for r in reversed(response.record_routes)]
+        if local_tag is None:
+            local_tag = invite.from_.tag or ""
         return cls(
             call_id=invite.call_id,
-            local_tag=invite.from_.tag or "",
+            local_tag=local_tag,
             remote_tag=response.to.tag or "",
             local=invite.headers.get("from") or "",
             remote=response.headers.get("to") or "",
@@ -104,30 +113,72 @@ class Dialog:
         if cseq is None:
             self.local_cseq += 1
             cseq = self.local_cseq
+        uri, routes = self._target()
+        items = [
+            ("via", "Via", via),
+            ("max-forwards", "Max-Forwards", "70"),  # RFC 3261 section 8.1.1.6
+            ("from", "From", self.local),
+            ("to", "To", self.remote),
+            ("call-id", "Call-ID", self.call_id),
+            ("cseq", "CSeq", f"{cseq} {method}"),
+        ]
+        for route in routes:
+            items.append(("route", "Route", route))
+        return Request(method, uri, Headers.from_canonical(items))
+
+    def render_request(
+        self, method: str, via: str, cseq: int, extra: Sequence[tuple[str, str]] = ()
+    ) -> bytes:
+        """The bytes of ``new_request(method, via, cseq=cseq)`` with the ``extra`` header
+        lines appended, written straight to text: for a request that no transaction keeps,
+        the ACK of a 2xx (section 13.2.2.4), sent once per answered call."""
+        if not (via and self.local and self.remote and self.call_id):
+            request = self.new_request(method, via, cseq=cseq)  # empty values: the long way
+            for name, value in extra:
+                request.headers.add(name, value)
+            return request.serialize()
+        uri, routes = self._target()
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: {via}",
+            "Max-Forwards: 70",
+            f"From: {self.local}",
+            f"To: {self.remote}",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {cseq} {method}",
+        ]
+        if routes:
+            lines += [f"Route: {route}" for route in routes]
+        if extra:
+            lines += [f"{name}: {value}" if value else f"{name}:" for name, value in extra]
+        lines.append("Content-Length: 0")
+        head = "\r\n".join(lines)
+        # A CR or LF inside a value would smuggle a header line, as in Message.serialize.
+        if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+            raise LocalProtocolError("CR or LF inside the start line or a header value")
+        return (head + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+    def _target(self) -> tuple[Uri, list[str]]:
+        """Request-URI and Route values of the next request (section 12.2.1.1)."""
+        if not self.route_set:
+            return self.remote_target, []
         uri, routes = self.remote_target, list(self.route_set)
         if routes:
             first = NameAddr.parse(routes[0], "Route").uri
             if isinstance(first, SipUri) and not first.has_param("lr"):
                 # Strict routing: the first route becomes the Request-URI.
                 uri, routes = first, [*routes[1:], f"<{self.remote_target}>"]
-        headers = Headers(
-            [
-                ("Via", via),
-                ("Max-Forwards", "70"),
-                ("From", self.local),
-                ("To", self.remote),
-                ("Call-ID", self.call_id),
-                ("CSeq", f"{cseq} {method}"),
-            ]
-        )
-        for route in routes:
-            headers.add("Route", route)
-        return Request(method, uri, headers)
+        return uri, routes
 
     def next_hop(self, default: Address) -> Address:
         if self.route_set:
             return uri_address(NameAddr.parse(self.route_set[0], "Route").uri, default)
-        return uri_address(self.remote_target, default)
+        target, hop = self.remote_target, self._hop
+        if hop is not None and hop[0] is target and hop[1] == default:
+            return hop[2]  # the same target as for the ACK: the BYE goes there too
+        address = uri_address(target, default)
+        self._hop = (target, default, address)
+        return address
 
     def check_request(self, request: Request) -> int | None:
         """Section 12.2.2: a CSeq lower than the last one is answered 500; else None and the

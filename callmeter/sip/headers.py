@@ -148,13 +148,10 @@ _NO_VALUES: tuple[str, ...] = ()
 _VALUE_MEMO_LIMIT, _VALUE_KEY_CHARS = 4096, 256
 
 
-def _memoized(memo: dict[str, T], text: str, parse: Callable[[str], T]) -> T:
-    """``parse(text)``, remembered by text: a load test sees the same few header values in
-    every call. Errors are never remembered; the memo is bounded and emptied when full."""
-    known = memo.get(text)
-    if known is not None:
-        return known
-    value = parse(text)
+def _remember(memo: dict[str, T], text: str, value: T) -> T:
+    """Keep ``value``, parsed cleanly from ``text``, in ``memo`` (callers look it up first:
+    a load test sees the same few header values in every call). Errors are never remembered;
+    the memo is bounded and emptied when full."""
     if len(text) <= _VALUE_KEY_CHARS:
         if len(memo) >= _VALUE_MEMO_LIMIT:
             memo.clear()
@@ -175,8 +172,18 @@ class Headers:
         self._items: list[tuple[str, str, str]] = [(canonical_name(n), n, v) for n, v in items]
         # canonical name -> values, built on the first lookup, dropped on every change
         self._index: dict[str, list[str]] | None = None
-        # canonical name -> {parser: typed value}
-        self._cache: dict[str, dict[object, object]] = {}
+        # parser -> (canonical name of the header it reads, typed value): one dict lookup on
+        # a hit; a change of a header drops the entries of that header only
+        self._cache: dict[object, tuple[str, object]] = {}
+
+    @classmethod
+    def from_canonical(cls, items: list[tuple[str, str, str]]) -> Headers:
+        """Headers from ``(canonical name, raw name, value)`` triples, taken as they are (the
+        list is kept, not copied): for code that builds messages from known header names
+        (``canonical_name(raw)`` must be the first element) and skips the name lookups."""
+        headers = cls.__new__(cls)
+        headers._items, headers._index, headers._cache = items, None, {}
+        return headers
 
     @classmethod
     def from_lines(cls, lines: Iterable[str]) -> Headers:
@@ -185,7 +192,7 @@ class Headers:
         lines = lines if isinstance(lines, list) else list(lines)
         items: list[tuple[str, str, str]] = []
         index: dict[str, list[str]] = {}
-        known_names = _PARSED_NAMES
+        known_names, lws, append = _PARSED_NAMES, _LWS, items.append
         for line in lines:
             name_text, colon, value = line.partition(":")
             known = known_names.get(name_text) if colon else None
@@ -195,13 +202,14 @@ class Headers:
                 if not colon:
                     raise ParseError(f"header line without a colon: {line[:60]!r}")
                 known = _parse_name(name_text)
-            key = known[0]
-            value = value.strip(_LWS)
-            items.append((key, known[1], value))
-            if key in index:
-                index[key].append(value)
-            else:
+            key, raw = known
+            value = value.strip(lws)
+            append((key, raw, value))
+            same = index.get(key)
+            if same is None:
                 index[key] = [value]
+            else:
+                same.append(value)
         headers = cls.__new__(cls)
         headers._items, headers._index, headers._cache = items, index, {}
         return headers
@@ -239,7 +247,10 @@ class Headers:
 
     def _changed(self, key: str) -> None:
         self._index = None
-        self._cache.pop(key, None)
+        cache = self._cache
+        if cache:
+            for parse in [p for p, (k, _) in cache.items() if k == key]:
+                del cache[parse]
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The value of the first line named ``name``."""
@@ -357,15 +368,17 @@ class Headers:
         ``parse`` must read only the header ``name``. Two parsers of one header have separate
         entries. Cached values are shared: treat them as read-only.
         """
-        key = _CANONICAL.get(name) or canonical_name(name)  # a memo hit needs no call
-        entries = self._cache.get(key)
-        if entries is None:
-            value = parse(self)
-            self._cache[key] = {parse: value}
-        elif parse in entries:
-            return entries[parse]  # type: ignore[return-value]
-        else:
-            value = entries[parse] = parse(self)
+        hit = self._cache.get(parse)
+        if hit is not None:
+            return hit[1]  # type: ignore[return-value]
+        value = parse(self)
+        self._cache[parse] = (_CANONICAL.get(name) or canonical_name(name), value)
+        return value
+
+    def prime(self, key: str, parse: Callable[[Headers], T], value: T) -> T:
+        """Cache ``value`` as what ``typed(key, parse)`` returns: for a caller that parsed the
+        header itself (``key`` is the canonical name, ``value`` what ``parse`` would give)."""
+        self._cache[parse] = (key, value)
         return value
 
 
@@ -479,7 +492,7 @@ def _split_semicolons(text: str) -> list[str]:
 def _param(params: Params, name: str) -> str | None:
     lname = name.lower()
     for key, value in params:
-        if key.lower() == lname:
+        if key == lname or key.lower() == lname:
             return "" if value is None else value
     return None
 
@@ -489,7 +502,9 @@ def _format_params(params: Params) -> str:
 
 
 _VIA_HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+"
-_VIA_FAST_RE = re.compile(rf"SIP/2\.0/({_TOKEN}) ({_VIA_HOST})(?::([0-9]{{1,5}}))?({_PARAMS_FAST})")
+# The common shape, "SIP/2.0/UDP host:port" then _PARAMS_FAST: none of it holds a ';', so the
+# text before the first ';' is the sent-protocol and sent-by, the rest the parameters.
+_VIA_HEAD_RE = re.compile(rf"SIP/2\.0/({_TOKEN}) ({_VIA_HOST})(?::([0-9]{{1,5}}))?")
 _SENT_PROTOCOL_RE = re.compile(
     rf"({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]+({_VIA_HOST})"
     r"(?:[ \t]*:[ \t]*([0-9]+))?"
@@ -508,34 +523,52 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        return _memoized(_VIA_MEMO, text, cls._parse)
+        known = _VIA_MEMO.get(text)
+        return known if known is not None else _remember(_VIA_MEMO, text, cls._parse(text))
 
     @classmethod
     def _parse(cls, text: str) -> Via:
-        fast = _VIA_FAST_RE.fullmatch(text)
-        if fast is not None:
-            transport, host, port_text, params_text = fast.groups()
-            params, version = _split_fast_params(params_text), "2.0"
-            check_rport = "rport=" in params_text.lower()
-        else:
-            text = text.strip(_LWS)
-            match = _SENT_PROTOCOL_RE.match(text)
-            if match is None:
-                raise ParseError(f"Via: expected 'SIP/2.0/transport host', got {text[:80]!r}")
-            name, version, transport, host, port_text = match.groups()
-            if name.upper() != "SIP":
-                raise ParseError(f"Via: protocol {name[:20]!r} is not SIP")
-            params, check_rport = parse_params(text[match.end() :], "Via"), True
+        # Fast path: each call's Via differs from the last one only in its branch, so the
+        # sent-by before the first ';' is remembered apart from the parameters.
+        end = text.find(";")
+        head = text if end < 0 else text[:end]
+        sent_by = _VIA_SENT_BY_MEMO.get(head)
+        if sent_by is None:
+            fast = _VIA_HEAD_RE.fullmatch(head)
+            if fast is not None and _PARAMS_FAST_RE.fullmatch(text, len(head)):
+                transport, host, port_text = fast.groups()
+                port = None
+                if port_text is not None:
+                    port = bounded_int(port_text, 65535)
+                    if port is None:
+                        raise ParseError(f"Via: invalid port {port_text[:20]}")
+                sent_by = _remember(_VIA_SENT_BY_MEMO, head, (transport.upper(), host, port))
+        elif not _PARAMS_FAST_RE.fullmatch(text, len(head)):
+            sent_by = None
+        if sent_by is not None:
+            params_text = text[len(head) :]
+            params = _split_fast_params(params_text)
+            if "rport=" in params_text.lower():
+                _check_rport(params)
+            return cls(sent_by[0], sent_by[1], sent_by[2], params, "2.0")
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> Via:
+        text = text.strip(_LWS)
+        match = _SENT_PROTOCOL_RE.match(text)
+        if match is None:
+            raise ParseError(f"Via: expected 'SIP/2.0/transport host', got {text[:80]!r}")
+        name, version, transport, host, port_text = match.groups()
+        if name.upper() != "SIP":
+            raise ParseError(f"Via: protocol {name[:20]!r} is not SIP")
+        params = parse_params(text[match.end() :], "Via")
         port = None
         if port_text is not None:
             port = bounded_int(port_text, 65535)
             if port is None:
                 raise ParseError(f"Via: invalid port {port_text[:20]}")
-        if check_rport:
-            for name, value in params:
-                # RFC 3581: rport = "rport" [EQUAL 1*DIGIT]
-                if value and name.lower() == "rport" and not _is_port(value):
-                    raise ParseError(f"Via: invalid rport {value[:20]!r}")
+        _check_rport(params)
         return cls(transport.upper(), host, port, params, version)
 
     @property
@@ -565,6 +598,14 @@ class Via:
 
 
 _VIA_MEMO: dict[str, Via] = {}
+_VIA_SENT_BY_MEMO: dict[str, tuple[str, str, int | None]] = {}  # head -> transport, host, port
+
+
+def _check_rport(params: Params) -> None:
+    for name, value in params:
+        # RFC 3581: rport = "rport" [EQUAL 1*DIGIT]
+        if value and name.lower() == "rport" and not _is_port(value):
+            raise ParseError(f"Via: invalid rport {value[:20]!r}")
 
 
 def _is_port(text: str) -> bool:
@@ -574,10 +615,12 @@ def _is_port(text: str) -> bool:
 _DISPLAY_TOKENS = rf"{_TOKEN}(?:[ \t]+{_TOKEN})*"
 _DISPLAY_TOKENS_RE = re.compile(_DISPLAY_TOKENS)
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
-# name-addr with a plain sip: URI: ["display" | tokens] <sip:...> ;params (no escapes anywhere)
-_NAME_ADDR_FAST_RE = re.compile(
+# name-addr with a plain sip: URI: ["display" | tokens] <sip:...> (no escapes anywhere), then
+# _PARAMS_FAST. Neither the URI nor those parameters hold a '>': the text up to the last '>'
+# is the head, the rest the parameters.
+_NAME_ADDR_HEAD_RE = re.compile(
     rf'(?:"([^"\\]*)"[ \t]*|({_DISPLAY_TOKENS})[ \t]*)?'
-    rf"<sip:{FAST_SIP_ADDR}{FAST_SIP_PARAMS}>({_PARAMS_FAST})"
+    rf"<sip:{FAST_SIP_ADDR}{FAST_SIP_PARAMS}>"
 )
 # addr-spec with a plain sip: URI: sip:user@host ;params
 _ADDR_SPEC_FAST_RE = re.compile(rf"sip:{FAST_SIP_ADDR_SPEC}({_PARAMS_FAST})")
@@ -602,17 +645,30 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str, what: str = "name-addr") -> NameAddr:
-        return _memoized(_NAME_ADDR_MEMO, text, lambda t: cls._parse(t, what))
+        known = _NAME_ADDR_MEMO.get(text)
+        if known is not None:
+            return known
+        return _remember(_NAME_ADDR_MEMO, text, cls._parse(text, what))
 
     @classmethod
     def _parse(cls, text: str, what: str) -> NameAddr:
-        fast = _NAME_ADDR_FAST_RE.fullmatch(text)
-        if fast is not None:
-            quoted, tokens, user, host, port, uri_params, params = fast.groups()
-            uri = sip_uri_from_fast("sip", user, host, port, uri_params)
-            if uri is not None:
-                display = quoted if quoted is not None else tokens
-                return cls(uri, display, _split_fast_params(params) if params else ())
+        # Fast path: a From or To differs from call to call only in its tag, so the
+        # ``"display" <uri>`` head is remembered apart from the parameters.
+        end = text.rfind(">") + 1
+        if end and _PARAMS_FAST_RE.fullmatch(text, end):
+            head = text[:end]
+            known = _NAME_ADDR_HEAD_MEMO.get(head)
+            if known is None:
+                fast = _NAME_ADDR_HEAD_RE.fullmatch(head)
+                if fast is not None:
+                    quoted, tokens, user, host, port, uri_params = fast.groups()
+                    uri = sip_uri_from_fast("sip", user, host, port, uri_params)
+                    if uri is not None:
+                        display = quoted if quoted is not None else tokens
+                        known = _remember(_NAME_ADDR_HEAD_MEMO, head, (uri, display))
+            if known is not None:
+                tail = _split_fast_params(text[end:]) if end < len(text) else ()
+                return cls(known[0], known[1], tail)
         fast = _ADDR_SPEC_FAST_RE.fullmatch(text)
         if fast is not None:
             user, host, port, params = fast.groups()
@@ -690,6 +746,7 @@ class NameAddr:
 
 
 _NAME_ADDR_MEMO: dict[str, NameAddr] = {}
+_NAME_ADDR_HEAD_MEMO: dict[str, tuple[Uri, str | None]] = {}  # head -> uri, display name
 _CSEQ_FAST_RE = re.compile(rf"([0-9]{{1,10}}) ({_TOKEN})")
 _CSEQ_SPLIT_RE = re.compile(r"([^ \t]*)[ \t]*(.*)", re.DOTALL)
 
@@ -705,7 +762,8 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        return _memoized(_CSEQ_MEMO, text, cls._parse)
+        known = _CSEQ_MEMO.get(text)
+        return known if known is not None else _remember(_CSEQ_MEMO, text, cls._parse(text))
 
     @classmethod
     def _parse(cls, text: str) -> CSeq:

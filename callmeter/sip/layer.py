@@ -41,6 +41,8 @@ from callmeter.sip.transaction import (
 
 __all__ = ["TraceEntry", "TransactionLayer", "Wire"]
 
+_HEX_POOL_BITS = 1024
+_KEEPALIVE_START = (b"", b"\r", b"\n")  # a datagram of CRLFs (or nothing) is a keep-alive
 # Headers copied from a request into its response (RFC 3261 section 8.2.6.2).
 _COPIED = ("via", "from", "to", "call-id", "cseq")
 
@@ -92,11 +94,12 @@ class TransactionLayer:
         self.wire = wire or Wire()
         self._events: deque[Event] = deque()
         self.now = 0.0  # the latest ``now`` any entry point was given (for trace stamps)
+        self._hex_pool, self._hex_used = "", 0  # see random_hex
         self.label = ""  # added to our Call-IDs so a shared socket can route responses
 
     # -- SansIOCore ---------------------------------------------------------------------
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None:
-        if not data.strip(b"\r\n"):
+        if data[:1] in _KEEPALIVE_START and not data.strip(b"\r\n"):
             return  # keep-alive (RFC 5626 section 4.4.1)
         try:
             message = parse_message(data)
@@ -125,14 +128,15 @@ class TransactionLayer:
     def handle_timer(self, now: float) -> None:
         self.now = now
         for key in self.wire.heap.pop_due(now):
-            assert isinstance(key, tuple)
-            owner = key[0]
-            if isinstance(owner, Transaction):
-                layer = owner.user
+            if isinstance(key, Transaction):  # a transaction's wake-up
+                layer = key.user
                 if isinstance(layer, TransactionLayer):
                     layer.now = now
-                owner.handle_timer(key[1], now)
-            elif isinstance(owner, TransactionLayer):
+                key.handle_timer(now)
+                continue
+            assert isinstance(key, tuple)  # (layer, *key) from schedule()
+            owner = key[0]
+            if isinstance(owner, TransactionLayer):
                 owner.now = now
                 owner.timer_fired(key[1:], now)
 
@@ -160,10 +164,21 @@ class TransactionLayer:
         self.wire.heap.cancel((self, *key))
 
     def new_branch(self) -> str:
-        return f"{MAGIC_COOKIE}{self.rng.getrandbits(64):016x}"
+        return MAGIC_COOKIE + self.random_hex(16)
 
     def new_token(self) -> str:
-        return f"{self.rng.getrandbits(48):012x}"
+        return self.random_hex(12)
+
+    def random_hex(self, digits: int) -> str:
+        """``digits`` random hex digits (at most ``_HEX_POOL_BITS // 4``) from ``rng``, drawn
+        ``_HEX_POOL_BITS`` at a time: one getrandbits and one format serve ~16 branches."""
+        start = self._hex_used
+        end = start + digits
+        if end > len(self._hex_pool):
+            self._hex_pool = f"{self.rng.getrandbits(_HEX_POOL_BITS):0{_HEX_POOL_BITS // 4}x}"
+            start, end = 0, digits
+        self._hex_used = end
+        return self._hex_pool[start:end]
 
     def via_value(self, branch: str) -> str:
         host, port = self.local_addr
@@ -230,11 +245,11 @@ class TransactionLayer:
         if self._trace_on:
             self.trace.append(TraceEntry(self.now, "out", addr, data))
 
-    def arm_timer(self, tx: Transaction, letter: str, when: float) -> None:
-        self.wire.heap.arm((tx, letter), when)
+    def arm_timer(self, tx: Transaction, when: float) -> None:
+        self.wire.heap.arm(tx, when)
 
-    def cancel_timer(self, tx: Transaction, letter: str) -> None:
-        self.wire.heap.cancel((tx, letter))
+    def cancel_timer(self, tx: Transaction) -> None:
+        self.wire.heap.cancel(tx)
 
     def transaction_timed_out(self, tx: Transaction, now: float) -> None:
         self.counters["timeouts"] += 1
@@ -264,7 +279,7 @@ class TransactionLayer:
 
     # -- receive paths ------------------------------------------------------------------
     def _receive_response(self, response: Response, addr: Address, now: float) -> None:
-        branch = response.via[0].branch or ""
+        branch = response.top_via.branch or ""
         tx = self.client_transactions.get(client_key(branch, response.cseq.method))
         if tx is None:
             self.stray_response(response, addr, now)

@@ -82,7 +82,10 @@ _DELTA_SECONDS_MAX = 2**32 - 1
 
 # Parsers for ``Headers.typed``: each reads one header, returns an immutable value.
 def _vias(headers: Headers) -> tuple[Via, ...]:
-    return tuple([Via.parse(v) for v in headers.values("via")])
+    values = headers.values("via")
+    if len(values) == 1:
+        return (Via.parse(values[0]),)
+    return tuple([Via.parse(v) for v in values])
 
 
 def _from(headers: Headers) -> NameAddr:
@@ -150,13 +153,6 @@ def _media_type(headers: Headers) -> str | None:
     return f"{match.group(1)}/{match.group(2)}".lower()
 
 
-def _required(headers: Headers, name: str) -> str:
-    value = headers.get(name)
-    if value is None:
-        raise ParseError(f"missing {name} header")
-    return value
-
-
 def _header_int(headers: Headers, name: str, maximum: int) -> int | None:
     value = headers.get(name)
     return None if value is None else _check_int(name, value, maximum)
@@ -185,6 +181,14 @@ class Message:
         return list(self.headers.typed("via", _vias))
 
     @property
+    def top_via(self) -> Via:
+        """The first Via (what transactions match on); ParseError when there is none."""
+        vias = self.headers.typed("via", _vias)
+        if not vias:
+            raise ParseError("missing Via header")
+        return vias[0]
+
+    @property
     def from_(self) -> NameAddr:
         return self.headers.typed("from", _from)
 
@@ -194,7 +198,10 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        return _required(self.headers, "Call-ID")
+        values = self.headers.by_name().get("call-id")
+        if not values:
+            raise ParseError("missing Call-ID header")
+        return values[0]
 
     @property
     def cseq(self) -> CSeq:
@@ -274,7 +281,8 @@ class Request(Message):
     def __init__(
         self, method: str, uri: Uri, headers: Headers | None = None, body: bytes = b""
     ) -> None:
-        super().__init__(headers, body)
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
         self.method = method
         self.uri = uri
 
@@ -294,7 +302,8 @@ class Response(Message):
         self, status: int, reason: str | None = None, headers: Headers | None = None,
         body: bytes = b"",
     ) -> None:  # fmt: skip
-        super().__init__(headers, body)
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
         self.status = status
         self.reason = REASON_PHRASES.get(status, "") if reason is None else reason
 
@@ -339,6 +348,12 @@ def _frame_body(headers: Headers, rest: bytes) -> bytes:
     values = headers.by_name().get("content-length")
     if values is None:
         return rest  # UDP semantics: the body is the rest of the datagram
+    if len(values) == 1:
+        value = values[0]
+        if len(value) < 10 and value.isdigit() and value.isascii():
+            size = int(value)
+            if size <= len(rest):
+                return rest[:size] if size < len(rest) else rest
     for value in values:
         if not value.isascii() or not value.isdigit():
             raise ParseError(f"Content-Length {value[:20]!r} is not a non-negative integer")
@@ -388,6 +403,22 @@ def _request_line_problem(start: str, parts: list[str]) -> str:
 
 
 def _parse_status_line(start: str, headers: Headers, body: bytes) -> Response:
+    known = _STATUS_LINES.get(start)
+    if known is not None:
+        return Response(known[0], known[1], headers, body)
+    status, reason = _status_and_reason(start)
+    if len(start) <= 64:
+        if len(_STATUS_LINES) >= 256:
+            _STATUS_LINES.clear()
+        _STATUS_LINES[start] = (status, reason)
+    return Response(status, reason, headers, body)
+
+
+# Memo of status lines that parsed cleanly ("SIP/2.0 200 OK"): a load test sees a handful.
+_STATUS_LINES: dict[str, tuple[int, str]] = {}
+
+
+def _status_and_reason(start: str) -> tuple[int, str]:
     version, _, rest = start.partition(" ")
     if version.upper() != SIP_VERSION:
         raise ParseError(f"unsupported SIP version {version[:20]!r}", status=505)
@@ -398,7 +429,7 @@ def _parse_status_line(start: str, headers: Headers, body: bytes) -> Response:
         raise ParseError(f"status code {code[:20]!r} is not from 100 to 699")
     if _CONTROL_RE.search(reason):
         raise ParseError(f"control character in the reason phrase {reason[:60]!r}")
-    return Response(int(code), reason, headers, body)
+    return int(code), reason
 
 
 def validate(message: Request | Response) -> None:
@@ -410,28 +441,38 @@ def validate(message: Request | Response) -> None:
     """
     headers = message.headers
     by_name = headers.by_name()
-    if not by_name.keys() >= _MANDATORY_SET:
+    keys = by_name.keys()
+    if not keys >= _MANDATORY_SET:
         missing = [header_title(name) for name in MANDATORY if name not in by_name]
         raise ParseError(f"missing mandatory header(s): {', '.join(missing)}")
     if len(headers) != len(by_name):  # some header has several lines
         repeated = [header_title(n) for n in SINGLE_VALUE if len(by_name.get(n, ())) > 1]
         if repeated:
             raise ParseError(f"single-value header(s) repeated: {', '.join(repeated)}")
-    headers.typed("via", _vias)
-    headers.typed("from", _from)
-    headers.typed("to", _to)
+    # The typed parsers, called directly (the mandatory headers are there) and cached.
+    prime = headers.prime
+    prime("via", _vias, _vias(headers))
+    prime("from", _from, NameAddr.parse(by_name["from"][0], "From"))
+    prime("to", _to, NameAddr.parse(by_name["to"][0], "To"))
     call_id = by_name["call-id"][0]
     if not _CALL_ID_RE.fullmatch(call_id):
         if not call_id:
             raise ParseError("Call-ID: empty value")
         raise ParseError(f"Call-ID: invalid value {call_id[:60]!r}")
-    cseq = headers.typed("cseq", _cseq)
+    cseq = prime("cseq", _cseq, CSeq.parse(by_name["cseq"][0]))
     if isinstance(message, Request) and cseq.method != message.method:
         raise ParseError(
             f"CSeq method {cseq.method!r} does not match the request method {message.method!r}"
         )
-    for name, check in _OPTIONAL_CHECKS.items():
-        if name in by_name:
+    present = keys & _OPTIONAL_SET
+    if not present:
+        return
+    if len(present) == 1:
+        name = present.pop()
+        _OPTIONAL_CHECKS[name](headers, by_name[name])
+        return
+    for name, check in _OPTIONAL_CHECKS.items():  # in this order: the first problem is named
+        if name in present:
             check(headers, by_name[name])
 
 
@@ -481,3 +522,4 @@ _OPTIONAL_CHECKS: dict[str, Callable[[Headers, Sequence[str]], None]] = {
     **{name: _check_tokens(name) for name in TOKEN_LISTS},
     "date": _check_dates,
 }
+_OPTIONAL_SET = frozenset(_OPTIONAL_CHECKS)

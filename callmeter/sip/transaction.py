@@ -8,8 +8,12 @@ response from the transaction user (server transactions only) and the expiry of 
 timers. Each machine is a transition table ``(state, input) -> (next state, action)``; an
 input missing from the table is absorbed (e.g. a retransmitted 1xx in Completed). Actions
 send bytes, arm or cancel timers and tell the transaction user (``TransactionUser``) what
-happened. Timers are named by their RFC letter and kept in the owner's ``TimerHeap`` keyed
-by ``(transaction, letter)``: nothing here knows about clocks or sockets.
+happened. Timers are named by their RFC letter and kept by the transaction itself; the owner
+holds one wake-up per transaction (``arm_timer(tx, when)``, the earliest timer) in its
+``TimerHeap`` and calls ``handle_timer(now)`` when it is due, which fires every timer due by
+then. Cancelling a timer is a dict pop here; the wake-up is withdrawn only when no timer is
+left (one heap entry per transaction instead of one per timer, as a load test arms and
+cancels several timers per transaction). Nothing here knows about clocks or sockets.
 
 Retransmission timers (A, E, G) only run on unreliable transports; on TCP the waiting timers
 D, I, J, K are zero, as the RFC says.
@@ -63,8 +67,14 @@ class TransactionUser(Protocol):
     """What a transaction needs from its owner (the core holding the timer heap)."""
 
     def transmit(self, data: bytes, addr: Address) -> None: ...
-    def arm_timer(self, tx: Transaction, letter: str, when: float) -> None: ...
-    def cancel_timer(self, tx: Transaction, letter: str) -> None: ...
+    def arm_timer(self, tx: Transaction, when: float) -> None:
+        """Call ``tx.handle_timer(now)`` once ``now >= when`` (replaces the earlier wake-up)."""
+        ...
+
+    def cancel_timer(self, tx: Transaction) -> None:
+        """Forget ``tx``'s wake-up."""
+        ...
+
     def response_received(self, tx: ClientTransaction, response: Response, now: float) -> None: ...
     def transaction_timed_out(self, tx: Transaction, now: float) -> None: ...
     def transport_failed(self, tx: ClientTransaction, now: float) -> None: ...
@@ -72,6 +82,7 @@ class TransactionUser(Protocol):
 
 
 Table = dict[tuple[TxState, str], tuple[TxState, str]]
+_FIRING = float("-inf")  # Transaction._wake while handle_timer runs
 
 
 def client_key(branch: str, method: str) -> tuple[str, str]:
@@ -85,7 +96,7 @@ def server_key(request: Request) -> tuple[str, str, str]:
     A branch without the magic cookie (RFC 2543 peer) is combined with Call-ID and CSeq
     number so different requests from such a peer still get different keys.
     """
-    top = request.via[0]
+    top = request.top_via
     method = "INVITE" if request.method == "ACK" else request.method
     branch = top.branch or ""
     if not branch.startswith(MAGIC_COOKIE) or branch == MAGIC_COOKIE:
@@ -99,10 +110,10 @@ class Transaction:
 
     TABLE: ClassVar[Table]
     INITIAL: ClassVar[TxState]
-    # The timers a subclass arms: termination cancels only these (a dict pop each).
-    TIMERS: ClassVar[str] = "ABDEFGHIJKLM"
     __slots__ = (
         "_request",
+        "_timers",
+        "_wake",
         "addr",
         "call_id",
         "config",
@@ -133,6 +144,8 @@ class Transaction:
         self.state = self.INITIAL
         self.last_sent: bytes | None = None
         self.key: tuple[str, ...] = ()
+        self._timers: dict[str, float] = {}  # armed timers: letter -> deadline
+        self._wake: float | None = None  # the wake-up asked of the user, if any
 
     @property
     def request(self) -> Request:
@@ -153,19 +166,49 @@ class Transaction:
             self._terminate()
         return True
 
-    def handle_timer(self, letter: str, now: float) -> None:
-        self.fire(f"timer_{letter}", now)
+    def handle_timer(self, now: float) -> None:
+        """The wake-up from ``arm_timer`` is due: fire every timer due at ``now``, earliest
+        first (a late wake-up may find several), then ask for the next wake-up."""
+        self._wake = _FIRING  # timers armed meanwhile ask for no wake-up: one is asked below
+        timers = self._timers
+        while timers and self.state is not TxState.TERMINATED:
+            letter = min(timers, key=timers.__getitem__)
+            if timers[letter] > now:
+                break
+            del timers[letter]
+            self.fire(f"timer_{letter}", now)
+        if timers and self.state is not TxState.TERMINATED:
+            wake = min(timers.values())
+            if wake != self._wake:
+                self._wake = wake
+                self.user.arm_timer(self, wake)
+        elif self._wake == _FIRING:
+            self._wake = None
 
     def _send(self, data: bytes) -> None:
         self.last_sent = data
         self.user.transmit(data, self.addr)
 
     def _arm(self, letter: str, when: float) -> None:
-        self.user.arm_timer(self, letter, when)
+        self._timers[letter] = when
+        wake = self._wake
+        if wake is None or when < wake:
+            self._wake = when
+            self.user.arm_timer(self, when)
+
+    def _cancel(self, letter: str) -> None:
+        """Disarm a timer; the wake-up goes when no timer is left (else it stays, and the
+        next one is asked for when it comes)."""
+        timers = self._timers
+        if timers.pop(letter, None) is not None and not timers and self._wake is not None:
+            self._wake = None
+            self.user.cancel_timer(self)
 
     def _terminate(self) -> None:
-        for letter in self.TIMERS:
-            self.user.cancel_timer(self, letter)
+        self._timers.clear()
+        if self._wake is not None:
+            self._wake = None
+            self.user.cancel_timer(self)
         self.user.transaction_terminated(self)
 
     def _noop(self, now: float, message: Request | Response | None) -> None:
@@ -196,7 +239,7 @@ class ClientTransaction(Transaction):
     ) -> None:  # fmt: skip
         super().__init__(user, request, addr, reliable=reliable, config=config)
         if branch is None:
-            branch = request.via[0].branch or ""
+            branch = request.top_via.branch or ""
         self.key = client_key(branch, request.method)
         self.interval = config.t1
 
@@ -221,11 +264,12 @@ class ClientTransaction(Transaction):
         self.user.response_received(self, message, now)
 
     def _deliver_final(self, now: float, message: Request | Response | None) -> None:
-        """Deliver the first final response, then drop the parsed request: it is never sent
-        again, and Timers D, K and M (up to 32 s) would otherwise keep thousands of parsed
-        requests alive, which the cyclic GC walks again and again under load."""
+        """Deliver the first final response, then drop the parsed request and its bytes: it
+        is never sent again, and Timers D, K and M (up to 32 s) would otherwise keep
+        thousands of requests alive, which the cyclic GC walks again and again under load."""
         self._deliver(now, message)
         self._request = None
+        self.last_sent = None
 
 
 class InviteClientTransaction(ClientTransaction):
@@ -235,7 +279,6 @@ class InviteClientTransaction(ClientTransaction):
     __slots__ = ("ack",)
 
     S = TxState
-    TIMERS: ClassVar[str] = "ABDM"
     TABLE: ClassVar[Table] = {
         (S.CALLING, "timer_A"): (S.CALLING, "_retransmit"),
         (S.CALLING, "timer_B"): (S.TERMINATED, "_timed_out"),
@@ -275,20 +318,20 @@ class InviteClientTransaction(ClientTransaction):
         self._arm("A", now + self.interval)
 
     def _provisional(self, now: float, message: Request | Response | None) -> None:
-        self.user.cancel_timer(self, "A")
-        self.user.cancel_timer(self, "B")
+        self._cancel("A")
+        self._cancel("B")
         self._deliver(now, message)
 
     def _accepted(self, now: float, message: Request | Response | None) -> None:
-        self.user.cancel_timer(self, "A")
-        self.user.cancel_timer(self, "B")
+        self._cancel("A")
+        self._cancel("B")
         self._arm("M", now + self.config.m)
         self._deliver_final(now, message)
 
     def _completed(self, now: float, message: Request | Response | None) -> None:
         assert isinstance(message, Response)
-        self.user.cancel_timer(self, "A")
-        self.user.cancel_timer(self, "B")
+        self._cancel("A")
+        self._cancel("B")
         self.ack = build_non2xx_ack(self.request, message).serialize()
         self.user.transmit(self.ack, self.addr)
         self._arm("D", now + self.config.d(self.reliable))
@@ -305,7 +348,6 @@ class NonInviteClientTransaction(ClientTransaction):
     __slots__ = ()
 
     S = TxState
-    TIMERS: ClassVar[str] = "EFK"
     TABLE: ClassVar[Table] = {
         (S.TRYING, "timer_E"): (S.TRYING, "_retransmit"),
         (S.TRYING, "timer_F"): (S.TERMINATED, "_timed_out"),
@@ -340,8 +382,8 @@ class NonInviteClientTransaction(ClientTransaction):
         self._arm("E", now + self.interval)
 
     def _completed(self, now: float, message: Request | Response | None) -> None:
-        self.user.cancel_timer(self, "E")
-        self.user.cancel_timer(self, "F")
+        self._cancel("E")
+        self._cancel("F")
         self._arm("K", now + self.config.k(self.reliable))
         self._deliver_final(now, message)
 
@@ -390,7 +432,6 @@ class InviteServerTransaction(ServerTransaction):
     __slots__ = ()
 
     S = TxState
-    TIMERS: ClassVar[str] = "GHIL"
     TABLE: ClassVar[Table] = {
         (S.PROCEEDING, "request"): (S.PROCEEDING, "_resend"),
         (S.PROCEEDING, "send_1xx"): (S.PROCEEDING, "_send_response"),
@@ -425,8 +466,8 @@ class InviteServerTransaction(ServerTransaction):
         self._arm("G", now + self.interval)
 
     def _confirmed(self, now: float, message: Request | Response | None) -> None:
-        self.user.cancel_timer(self, "G")
-        self.user.cancel_timer(self, "H")
+        self._cancel("G")
+        self._cancel("H")
         self._arm("I", now + self.config.i(self.reliable))
 
 
@@ -436,7 +477,6 @@ class NonInviteServerTransaction(ServerTransaction):
     __slots__ = ()
 
     S = TxState
-    TIMERS: ClassVar[str] = "J"
     TABLE: ClassVar[Table] = {
         (S.TRYING, "send_1xx"): (S.PROCEEDING, "_send_response"),
         (S.TRYING, "send_2xx"): (S.COMPLETED, "_completed"),

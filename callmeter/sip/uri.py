@@ -55,6 +55,8 @@ _LITERAL_RE = {
     safe: re.compile("[A-Za-z0-9" + re.escape(safe) + "]*")
     for safe in (_USER_SAFE, _PASSWORD_SAFE, _PARAM_SAFE, _HEADER_SAFE)
 }
+_USER_LITERAL_RE = _LITERAL_RE[_USER_SAFE]
+_PARAM_LITERAL_RE = _LITERAL_RE[_PARAM_SAFE]
 
 # Section 19.1.4: these uri-parameters must match even when only one URI has them.
 _ALWAYS_COMPARED = ("user", "ttl", "method", "maddr", "transport")
@@ -162,6 +164,29 @@ class SipUri:
         return _lowered_headers(self.headers) == _lowered_headers(other.headers)
 
     def __str__(self) -> str:
+        user = self.user
+        if not self.headers and self.password is None:
+            # The usual sip:user@host:port;param=value: f-strings when nothing needs escaping.
+            port = "" if self.port is None else f":{self.port}"
+            if user is None:
+                head = f"{self.scheme}:{self.host}{port}"
+            elif _USER_LITERAL_RE.fullmatch(user):
+                head = f"{self.scheme}:{user}@{self.host}{port}"
+            else:
+                head = ""
+            if head:
+                if not self.params:
+                    return head
+                out, literal = [head], _PARAM_LITERAL_RE.fullmatch
+                for key, value in self.params:
+                    if value is None and literal(key):
+                        out.append(f";{key}")
+                    elif value is not None and literal(key) and literal(value):
+                        out.append(f";{key}={value}")
+                    else:
+                        break
+                else:
+                    return "".join(out)
         parts = [self.scheme, ":"]
         if self.user is not None:
             parts.append(_escape(self.user, _USER_SAFE))

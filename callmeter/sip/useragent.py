@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from callmeter.sip.auth import Challenge, Credentials, DigestSession, credentials_rejected
@@ -145,6 +145,7 @@ class Call:
     ok_interval: float = 0.0
     bye_auth_tried: bool = False
     branch: str | None = None  # of our current INVITE (UAC)
+    from_tag: str | None = None  # of our INVITE (UAC)
 
     def mark(self, step: str, now: float) -> None:
         """Record when ``step`` (a CallTiming field) first happened."""
@@ -191,41 +192,45 @@ class UserAgent(TransactionLayer):
         )
         self._registration: _Registration | None = None
         self._auth_headers: dict[str, str] = {}  # method -> header its challenge asked for
+        self._contact: tuple[Address, str] | None = None  # (local_addr, Contact value)
+        name = config.display_name
+        self._from_head = f'"{name}" <{config.aor}>' if name else f"<{config.aor}>"
 
     # -- identity -----------------------------------------------------------------------
     @property
     def contact(self) -> str:
-        host, port = self.local_addr
+        local = self.local_addr  # set by the shell once bound: rendered again when it moves
+        cached = self._contact
+        if cached is not None and cached[0] == local:
+            return cached[1]
+        host, port = local
         transport = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
-        return f"<sip:{self.config.username}@{host}:{port}{transport}>"
-
-    def _from_value(self, tag: str) -> str:
-        name = self.config.display_name
-        head = f'"{name}" <{self.config.aor}>' if name else f"<{self.config.aor}>"
-        return f"{head};tag={tag}"
+        contact = f"<sip:{self.config.username}@{host}:{port}{transport}>"
+        self._contact = (local, contact)
+        return contact
 
     def _base_request(self, method: str, uri: SipUri | str, to: str, call_id: str,
                       from_tag: str, cseq: int, branch: str) -> Request:  # fmt: skip
         request_uri = uri if isinstance(uri, SipUri) else parse_uri(uri)
-        headers = Headers(
+        headers = Headers.from_canonical(
             [
-                ("Via", self.via_value(branch)),
-                ("Max-Forwards", "70"),
-                ("From", self._from_value(from_tag)),
-                ("To", to),
-                ("Call-ID", call_id),
-                ("CSeq", f"{cseq} {method}"),
-                ("Contact", self.contact),
-                ("User-Agent", self.config.user_agent),
+                ("via", "Via", self.via_value(branch)),
+                ("max-forwards", "Max-Forwards", "70"),
+                ("from", "From", f"{self._from_head};tag={from_tag}"),
+                ("to", "To", to),
+                ("call-id", "Call-ID", call_id),
+                ("cseq", "CSeq", f"{cseq} {method}"),
+                ("contact", "Contact", self.contact),
+                ("user-agent", "User-Agent", self.config.user_agent),
             ]
         )
         return Request(method, request_uri, headers)
 
     def _new_call_id(self) -> str:
-        return f"{self.rng.getrandbits(96):024x}{self.label}@{self.local_addr[0]}"
+        return f"{self.random_hex(24)}{self.label}@{self.local_addr[0]}"
 
     def _cnonce(self) -> str:
-        return f"{self.rng.getrandbits(64):016x}"
+        return self.random_hex(16)
 
     # -- registration (section 10.2) ------------------------------------------------------
     def register(self, now: float, expires: int | None = None) -> None:
@@ -367,16 +372,14 @@ class UserAgent(TransactionLayer):
         uri = target if isinstance(target, SipUri) else parse_uri(target)
         if not isinstance(uri, SipUri):
             raise LocalProtocolError(f"can only call sip: or sips: URIs, not {target}")
-        branch = self.new_branch()
-        request = self._base_request(
-            "INVITE", uri, f"<{uri}>", call_id, self.new_token(), 1, branch
-        )
+        branch, from_tag = self.new_branch(), self.new_token()
+        request = self._base_request("INVITE", uri, f"<{uri}>", call_id, from_tag, 1, branch)
         request.headers.add("Allow", ALLOW)
         body = self.offer_answer.create_offer(call_id)
         if body is not None:
             request.headers.add("Content-Type", body[0])
             request.body = body[1]
-        call = self.calls[call_id] = Call(call_id, "uac", request, branch=branch)
+        call = self.calls[call_id] = Call(call_id, "uac", request, branch=branch, from_tag=from_tag)
         call.auth_sent = self._authorize(request, None, preauth=True)
         self._send_invite(call, now)
         return call_id
@@ -405,7 +408,7 @@ class UserAgent(TransactionLayer):
             tx = call.tx
             if isinstance(tx, ServerTransaction) and tx.state is TxState.PROCEEDING:
                 self.respond(tx, self._response(call, 603), now)
-            self._finish(call, now, CallCancelled(now, call_id, "local", call.timing))
+            self._finish(call, now, CallCancelled(now, call_id, "local", _ending(call, now)))
 
     def _send_cancel(self, call: Call, now: float) -> None:
         """Section 9.1: CANCEL the pending INVITE on the same branch."""
@@ -421,7 +424,8 @@ class UserAgent(TransactionLayer):
         self._authorize(request, None, preauth=True)
         call.state = CallState.TERMINATING
         call.mark("bye", now)
-        self.unschedule(("2xx", call.call_id))
+        if call.role == "uas":
+            self.unschedule(("2xx", call.call_id))
         hop = call.dialog.next_hop(self.config.proxy)
         self.send_request(request, hop, now, branch=branch)
 
@@ -429,13 +433,14 @@ class UserAgent(TransactionLayer):
         """The ACK for a 2xx is a new request of the dialog (section 13.2.2.4)."""
         dialog = call.dialog
         assert dialog is not None
-        ack = dialog.new_request(
-            "ACK", self.via_value(self.new_branch()), cseq=call.invite.cseq.seq
-        )
-        for name in ("Proxy-Authorization", "Authorization"):
-            for value in call.invite.headers.get_all(name):
-                ack.headers.add(name, value)
-        self.send_stateless(ack, dialog.next_hop(self.config.proxy))
+        credentials: list[tuple[str, str]] = []
+        if call.auth_sent is not None:  # the INVITE carried credentials: so does its ACK
+            for name in ("Proxy-Authorization", "Authorization"):
+                for value in call.invite.headers.get_all(name):
+                    credentials.append((name, value))
+        via = self.via_value(self.new_branch())
+        data = dialog.render_request("ACK", via, call.invite.cseq.seq, credentials)
+        self.transmit(data, dialog.next_hop(self.config.proxy))
         call.mark("ack", now)
 
     def _invite_response(self, call: Call, response: Response, now: float) -> None:
@@ -461,10 +466,10 @@ class UserAgent(TransactionLayer):
                 return
         if call.cancel_requested and status == 487:
             event: CallCancelled | CallFailed = CallCancelled(
-                now, call.call_id, "local", call.timing
+                now, call.call_id, "local", _ending(call, now)
             )
         else:
-            event = CallFailed(now, call.call_id, status, response.reason, call.timing)
+            event = CallFailed(now, call.call_id, status, response.reason, _ending(call, now))
         self._finish(call, now, event)
 
     def _retry_invite(self, call: Call, challenge: tuple[str, Challenge], now: float) -> None:
@@ -482,11 +487,13 @@ class UserAgent(TransactionLayer):
 
     def _invite_answered(self, call: Call, response: Response, now: float) -> None:
         if call.dialog is None:
-            call.dialog = Dialog.from_uac(call.invite, response)
+            call.dialog = Dialog.from_uac(call.invite, response, local_tag=call.from_tag)
         elif response.to.tag != call.dialog.remote_tag:
             self.counters["forked_2xx"] += 1  # a second branch answered: ACK and hang it up
-            extra = Dialog.from_uac(call.invite, response)
-            self._send_ack(Call(call.call_id, "uac", call.invite, dialog=extra), response, now)
+            extra = Dialog.from_uac(call.invite, response, local_tag=call.from_tag)
+            branch_call = Call(call.call_id, "uac", call.invite, dialog=extra)
+            branch_call.auth_sent = call.auth_sent  # its ACK carries the INVITE's credentials
+            self._send_ack(branch_call, response, now)
             bye = extra.new_request("BYE", self.via_value(self.new_branch()))
             self.send_request(bye, extra.next_hop(self.config.proxy), now)
             return
@@ -498,7 +505,9 @@ class UserAgent(TransactionLayer):
             if failure is not None:
                 self._send_bye(call, now)
                 reason = "negotiation failed"
-                self._finish(call, now, CallFailed(now, call.call_id, failure, reason, call.timing))
+                self._finish(
+                    call, now, CallFailed(now, call.call_id, failure, reason, _ending(call, now))
+                )
                 return
             self.emit(CallAnswered(now, call.call_id, call.timing))
             if call.cancel_requested:
@@ -552,7 +561,7 @@ class UserAgent(TransactionLayer):
             self.respond(tx, self._response(call, self.config.answer_status), now)
             reason = "rejected as configured"
             self._finish(call, now, CallFailed(now, call_id, self.config.answer_status, reason,
-                                               call.timing))  # fmt: skip
+                                               _ending(call, now)))  # fmt: skip
         elif self.config.ring_time_s > 0:
             self.respond(tx, self._response(call, 180), now)
             call.state = CallState.EARLY
@@ -569,7 +578,9 @@ class UserAgent(TransactionLayer):
         if isinstance(answer, int):
             self.respond(tx, self._response(call, answer), now)
             reason = "offer rejected"
-            self._finish(call, now, CallFailed(now, call.call_id, answer, reason, call.timing))
+            self._finish(
+                call, now, CallFailed(now, call.call_id, answer, reason, _ending(call, now))
+            )
             return
         call.ok = self._response(call, 200, answer)
         self.respond(tx, call.ok, now)
@@ -602,7 +613,7 @@ class UserAgent(TransactionLayer):
         call = self.calls.get(request.call_id)
         if call is not None and invite_tx.state is TxState.PROCEEDING:
             self.respond(invite_tx, self._response(call, 487), now)
-            self._finish(call, now, CallCancelled(now, call.call_id, "remote", call.timing))
+            self._finish(call, now, CallCancelled(now, call.call_id, "remote", _ending(call, now)))
 
     def _in_dialog_request(self, request: Request, tx: ServerTransaction, now: float) -> None:
         call = self.calls.get(request.call_id)
@@ -626,7 +637,7 @@ class UserAgent(TransactionLayer):
             return
         self.respond(tx, self.make_response(request, 200), now)
         call.mark("bye", now)
-        self._finish(call, now, CallEnded(now, call.call_id, "remote", 200, call.timing))
+        self._finish(call, now, CallEnded(now, call.call_id, "remote", 200, _ending(call, now)))
 
     # -- responses and timers ---------------------------------------------------------------
     def response_received(self, tx: ClientTransaction, response: Response, now: float) -> None:
@@ -634,7 +645,7 @@ class UserAgent(TransactionLayer):
         if method == "REGISTER":
             self._registration_response(response, now)
             return
-        call = self.calls.get(response.call_id)
+        call = self.calls.get(tx.call_id)  # the response matched our request (section 17.1.3)
         if call is None:
             return
         if method == "INVITE":
@@ -654,7 +665,7 @@ class UserAgent(TransactionLayer):
                 self.send_request(bye, call.dialog.next_hop(self.config.proxy), now)
                 return
         self._finish(call, now, CallEnded(now, call.call_id, "local", response.status,
-                                          call.timing))  # fmt: skip
+                                          _ending(call, now)))  # fmt: skip
 
     def stray_response(self, response: Response, addr: Address, now: float) -> None:
         """A 2xx retransmission after the INVITE transaction ended: ACK it again."""
@@ -683,9 +694,9 @@ class UserAgent(TransactionLayer):
             return
         if method == "INVITE" and call.state in (CallState.CALLING, CallState.EARLY):
             self._finish(call, now, CallFailed(now, call.call_id, 408, "Request Timeout",
-                                               call.timing))  # fmt: skip
+                                               _ending(call, now)))  # fmt: skip
         elif method == "BYE":
-            self._finish(call, now, CallEnded(now, call.call_id, "local", 408, call.timing))
+            self._finish(call, now, CallEnded(now, call.call_id, "local", 408, _ending(call, now)))
 
     def timer_fired(self, key: tuple[Hashable, ...], now: float) -> None:
         kind = key[0]
@@ -707,26 +718,35 @@ class UserAgent(TransactionLayer):
             self.counters["ack_timeouts"] += 1  # section 13.3.1.4: confirm, then BYE
             self._send_bye(call, now)
             self._finish(call, now, CallFailed(now, call.call_id, 408, "no ACK for 2xx",
-                                               call.timing))  # fmt: skip
+                                               _ending(call, now)))  # fmt: skip
 
     def _finish(
         self, call: Call, now: float, event: CallFailed | CallCancelled | CallEnded
     ) -> None:
-        """Record the end of a call and tell the application, once."""
+        """Record the end of a call and tell the application, once. ``event`` carries the
+        timing from :func:`_ending`, so it includes the end."""
         if call.state is CallState.TERMINATED:
             return
         call.state = CallState.TERMINATED
         call.mark("ended", now)
-        self.unschedule(("answer", call.call_id))
-        self.unschedule(("2xx", call.call_id))
-        self.unschedule(("ack-timeout", call.call_id))
+        if call.role == "uas":  # only a UAS call schedules these
+            self.unschedule(("answer", call.call_id))
+            self.unschedule(("2xx", call.call_id))
+            self.unschedule(("ack-timeout", call.call_id))
         self.offer_answer.call_ended(call.call_id)
-        self.emit(replace(event, timing=call.timing))
+        self.emit(event)
         del self.calls[call.call_id]
 
     def call_state(self, call_id: str) -> CallState | None:
         call = self.calls.get(call_id)
         return None if call is None else call.state
+
+
+def _ending(call: Call, now: float) -> CallTiming:
+    """Mark the end of ``call`` at ``now`` (once) and return its timing, for the event that
+    ``UserAgent._finish`` emits."""
+    call.mark("ended", now)
+    return call.timing
 
 
 def _body(message: Request | Response) -> Body | None:

@@ -6,8 +6,8 @@ the datagrams per second of the default loop) and fall back to asyncio's default
 :class:`CoreDriver` is the part every socket shell shares (UDP, TCP): it feeds received
 messages to a :class:`~callmeter.sip.core.SansIOCore`, lets the application drain the
 core's events (``on_activity``), transmits what the core queued and keeps exactly one
-``loop.call_at`` timer per core, replaced only when ``get_timer()`` moves. No task per
-retransmission, no task per packet.
+``loop.call_at`` timer per core, replaced only when ``get_timer()`` moves earlier (or goes).
+No task per retransmission, no task per packet.
 """
 
 from __future__ import annotations
@@ -229,6 +229,12 @@ class CoreDriver:
             self._bug("get_timer")
             deadline = None
         if deadline == self._timer_at:
+            return
+        if deadline is not None and self._timer_at is not None and deadline > self._timer_at:
+            # Moved later (under load: the earliest retransmission timer was cancelled by a
+            # response, as it is for nearly every message). Keep the armed timer: it fires
+            # early, the core finds nothing due (the contract allows that) and the timer is
+            # re-armed then. One early wake-up instead of a new timer per flush.
             return
         self._cancel_timer()
         if deadline is not None:
