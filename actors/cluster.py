@@ -54,8 +54,6 @@ def connect(
 ) -> LocalRay:
     """Join ``address`` (or ``RAY_ADDRESS``), or start a private local Ray on 127.0.0.1."""
     global _state
-    for key, value in LOCAL_ENV.items():
-        os.environ.setdefault(key, value)
     if ray.is_initialized():
         return _state or LocalRay(address=None, started=False)
     address = address or os.environ.get("RAY_ADDRESS") or None

@@ -45,7 +45,7 @@ import ray
 from actors.cluster import connect
 from actors.shard import remote_shard
 from analysis import run_summary
-from callmeter.models import BUILTIN, Test
+from callmeter.models import BUILTIN, SipAccount, Test
 from callmeter.planner import (
     RegistrarEndpoint,
     RunPlan,
@@ -248,17 +248,11 @@ def _registrars(test: Test, host: str) -> Iterator[dict[str, RegistrarEndpoint]]
         address = running.address
         resolved[BUILTIN] = RegistrarEndpoint(
             BUILTIN, host, address[0], address[1], transport,
-            tuple(_account(a) for a in running.accounts),
+            tuple(SipAccount(username=a.username, password=a.password) for a in running.accounts),
         )  # fmt: skip
         yield resolved
     finally:
         thread.close(running.close)
-
-
-def _account(account: Any) -> Any:
-    from callmeter.models import SipAccount
-
-    return SipAccount(username=account.username, password=account.password)
 
 
 def _check_capacity(run_plan: RunPlan) -> None:
@@ -325,9 +319,6 @@ def _execute(
         for state in shards:
             with contextlib.suppress(Exception):
                 ray.kill(state.actor)
-    lost = [s for s in shards if not s.alive]
-    if lost:
-        return "; ".join(problems)
     return "; ".join(problems) or None
 
 

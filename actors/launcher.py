@@ -91,15 +91,6 @@ class RayLauncher:
             thread.join(max(0.0, deadline - time.monotonic()))
         disconnect()
 
-    def wait(self, run_id: str, timeout: float | None = None) -> bool:
-        """Wait for a run's driver thread (tests); True when it ended."""
-        with self._lock:
-            entry = self._runs.get(run_id)
-        if entry is None:
-            return True
-        entry[0].join(timeout)
-        return not entry[0].is_alive()
-
 
 class RayWorkers:
     """The cluster's nodes as workers (see the module docstring)."""

@@ -431,14 +431,6 @@ class Shard:
                 row["send_lateness_ms_max"] = health.send_late_max_ms
         return row
 
-    def phases(self) -> dict[str, int]:
-        """Endpoints per phase now (for progress displays)."""
-        counts: dict[str, int] = {}
-        for running in self._running:
-            phase = "INITIALIZING" if running.endpoint is None else running.endpoint.lifecycle.phase
-            counts[str(phase)] = counts.get(str(phase), 0) + 1
-        return counts
-
 
 def _event_row(endpoint_id: int, record: PhaseChanged | OutcomeSet, at: float) -> dict[str, Any]:
     if isinstance(record, PhaseChanged):

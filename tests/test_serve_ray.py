@@ -74,8 +74,10 @@ def serving(db: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
-        time.sleep(1.0)
-        leftovers = _ray_processes_in_our_group(started)  # the server shares our group
+        # the server shares our process group; its Ray must be gone once it has exited
+        deadline = time.monotonic() + 5
+        while (leftovers := _ray_processes_in_our_group(started)) and time.monotonic() < deadline:
+            time.sleep(0.1)
         for leftover in leftovers:
             leftover.kill()
         assert not leftovers, f"Ray processes outlived the server: {leftovers}"
