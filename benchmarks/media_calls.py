@@ -54,7 +54,8 @@ from callmeter.media.sdp import (
 from callmeter.media.session import MediaSession
 from callmeter.media.source import MediaLibrary
 from callmeter.transport import run
-from callmeter.transport.media import MediaSocket, MediaTicker, TickerHealth, open_media_socket
+from callmeter.transport.media import MediaPath, MediaTicker, TickerHealth, open_media_socket
+from callmeter.transport.mediaport import MediaChannel, MediaPort
 
 CODEC = "PCMA"  # SIPp's uac_pcap plays g711a
 PTIME_S = 0.02
@@ -93,9 +94,39 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class Paths:
+    """N media paths: a socket per call, or N channels of one shared ``MediaPort``."""
+
+    def __init__(self, paths: list[MediaPath], closers: list[Any]) -> None:
+        self.paths = paths
+        self.closers = closers
+
+    @classmethod
+    async def open(cls, count: int, shared: bool) -> Paths:
+        if shared:
+            port = await MediaPort.open(HOST)
+            return cls([port.channel() for _ in range(count)], [port])
+        sockets = [await open_media_socket(HOST) for _ in range(count)]
+        return cls(list(sockets), list(sockets))
+
+    @property
+    def ports(self) -> list[int]:
+        return [path.local_address[1] for path in self.paths]  # type: ignore[attr-defined]
+
+    def errors(self) -> int:
+        return sum(
+            c.send_errors if isinstance(c, MediaPort) else c.stats.send_errors for c in self.closers
+        )
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer.close()
+
+
 def _sessions(
-    negotiations: list[Negotiated], sockets: list[MediaSocket], ticker: MediaTicker, tag: str
-) -> list[MediaSession]:
+    negotiations: list[Negotiated], paths: list[MediaPath], ticker: MediaTicker, tag: str,
+    ssrcs: list[int],
+) -> list[MediaSession]:  # fmt: skip
     """One real session per call, phases spread over one packet time, on ``ticker``."""
     loop = asyncio.get_running_loop()
     media = MediaLibrary().for_negotiated(negotiations[0])
@@ -103,13 +134,15 @@ def _sessions(
     start = loop.time() + 0.05
     count = len(negotiations)
     sessions = []
-    for i, (neg, sock) in enumerate(zip(negotiations, sockets, strict=True)):
+    for i, (neg, path) in enumerate(zip(negotiations, paths, strict=True)):
         now = start + PTIME_S * i / count
         session = MediaSession(
-            neg, media, now=now, ssrc=rng.getrandbits(32), cname=f"{tag}{i}@bench", rng=rng,
+            neg, media, now=now, ssrc=ssrcs[i], cname=f"{tag}{i}@bench", rng=rng,
             ntp_offset_s=time.time() - loop.time(),
         )  # fmt: skip
-        ticker.add(session, sock)
+        if isinstance(path, MediaChannel):
+            path.expect(neg.remote_rtp, neg.remote_rtcp, neg.remote_ssrc)
+        ticker.add(session, path)
         sessions.append(session)
     return sessions
 
@@ -161,20 +194,23 @@ class Snapshots:
 # --------------------------------------------------------------------------- process B
 
 
-def _peer(control: multiprocessing.connection.Connection, count: int, slices: int) -> None:
-    run(_peer_main(control, count, slices), use_uvloop=True)
+def _peer(
+    control: multiprocessing.connection.Connection, count: int, slices: int, shared: bool
+) -> None:
+    run(_peer_main(control, count, slices, shared), use_uvloop=True)
 
 
 async def _peer_main(
-    control: multiprocessing.connection.Connection, count: int, slices: int
+    control: multiprocessing.connection.Connection, count: int, slices: int, shared: bool
 ) -> None:
-    """B: N sockets, then the answerer's sessions; on "stop": stop sending, report totals."""
+    """B: N paths, then the answerer's sessions; on "stop": stop sending, report totals."""
     loop = asyncio.get_running_loop()
-    sockets = [await open_media_socket(HOST) for _ in range(count)]
-    control.send([sock.local_address[1] for sock in sockets])
-    negotiations: list[Negotiated] = await asyncio.to_thread(control.recv)
+    paths = await Paths.open(count, shared)
+    control.send(paths.ports)
+    negotiations: list[Negotiated]
+    negotiations, ssrcs = await asyncio.to_thread(control.recv)
     ticker = MediaTicker()
-    sessions = _sessions(negotiations, sockets, ticker, "b")
+    sessions = _sessions(negotiations, paths.paths, ticker, "b", ssrcs)
     snapshots = Snapshots(sessions, slices)
     control.send("ready")
     cpu0, t0 = _cpu_s(), loop.time()
@@ -194,8 +230,7 @@ async def _peer_main(
         }
     )
     await asyncio.to_thread(control.recv)  # "close": A has counted what B sent
-    for sock in sockets:
-        sock.close()
+    paths.close()
 
 
 # --------------------------------------------------------------------------- process A
@@ -238,12 +273,19 @@ class Result:
     send_errors: int
 
 
-def _negotiate(a_ports: list[int], b_ports: list[int]) -> tuple[list[Negotiated], ...]:
+def _negotiate(
+    a_ports: list[int], b_ports: list[int], a_ssrcs: list[int], b_ssrcs: list[int]
+) -> tuple[list[Negotiated], ...]:
+    """Offers and answers declaring each side's SSRC (a shared port demultiplexes by it)."""
     ours: list[Negotiated] = []
     theirs: list[Negotiated] = []
     for i, (a_port, b_port) in enumerate(zip(a_ports, b_ports, strict=True)):
-        offer = make_offer(HOST, a_port, [CODEC], rtcp_mux=True, session_id=i)
-        answer = make_answer(offer, HOST, b_port, [CODEC], rtcp_mux=True, session_id=i)
+        offer = make_offer(
+            HOST, a_port, [CODEC], rtcp_mux=True, session_id=i, ssrc=(a_ssrcs[i], f"a{i}")
+        )
+        answer = make_answer(
+            offer, HOST, b_port, [CODEC], rtcp_mux=True, session_id=i, ssrc=(b_ssrcs[i], f"b{i}")
+        )
         assert not isinstance(answer, NegotiationFailure), answer
         a = negotiated(offer, answer, role="offerer")
         b = negotiated(offer, answer, role="answerer")
@@ -253,15 +295,17 @@ def _negotiate(a_ports: list[int], b_ports: list[int]) -> tuple[list[Negotiated]
     return ours, theirs
 
 
-async def measure(count: int, seconds: float, slices: int, control: Any) -> Result:
+async def measure(count: int, seconds: float, slices: int, shared: bool, control: Any) -> Result:
     loop = asyncio.get_running_loop()
-    sockets = [await open_media_socket(HOST) for _ in range(count)]
+    paths = await Paths.open(count, shared)
     b_ports: list[int] = await asyncio.to_thread(control.recv)
-    ours, theirs = _negotiate([sock.local_address[1] for sock in sockets], b_ports)
-    control.send(theirs)
+    ssrcs = random.Random(count).sample(range(1, 2**32), 2 * count)  # unique
+    a_ssrcs, b_ssrcs = ssrcs[:count], ssrcs[count:]
+    ours, theirs = _negotiate(paths.ports, b_ports, a_ssrcs, b_ssrcs)
+    control.send((theirs, b_ssrcs))
     await asyncio.to_thread(control.recv)  # B's sessions run
     ticker = MediaTicker()
-    sessions = _sessions(ours, sockets, ticker, "a")
+    sessions = _sessions(ours, paths.paths, ticker, "a", a_ssrcs)
     snapshots = Snapshots(sessions, slices)
     pauses = GcPauses()
     await asyncio.sleep(WARMUP_S)
@@ -303,20 +347,21 @@ async def measure(count: int, seconds: float, slices: int, control: Any) -> Resu
         a_received=sum(s.stats.received for s in sessions),
         b_cpu_percent=peer["cpu_percent"],
         b_late_p99_ms=peer["late_p99_ms"],
-        send_errors=sum(sock.stats.send_errors for sock in sockets),
+        send_errors=paths.errors(),
     )
     control.send("close")
-    for sock in sockets:
-        sock.close()
+    paths.close()
     return result
 
 
-def run_ours(count: int, seconds: float, slices: int) -> Result:
+def run_ours(count: int, seconds: float, slices: int, shared: bool) -> Result:
     ours, theirs = multiprocessing.Pipe()
-    process = multiprocessing.Process(target=_peer, args=(theirs, count, slices), daemon=True)
+    process = multiprocessing.Process(
+        target=_peer, args=(theirs, count, slices, shared), daemon=True
+    )
     process.start()
     try:
-        return run(measure(count, seconds, slices, ours), use_uvloop=True)
+        return run(measure(count, seconds, slices, shared, ours), use_uvloop=True)
     finally:
         process.join(10)
         if process.is_alive():
@@ -403,6 +448,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-sipp", action="store_true")
     parser.add_argument(
+        "--media-port", choices=["shared", "per-call"], default="shared",
+        help="one batched port per process (the shard default) or a socket per call",
+    )  # fmt: skip
+    parser.add_argument(
         "--snapshot-slices", type=int, default=50,
         help="snapshot groups per second (1: every session's snapshot at once)",
     )  # fmt: skip
@@ -418,11 +467,12 @@ def main() -> None:
           f"{'B%':>5} {'errs':>4} {'gc#':>4} {'gcMs':>5} {'gcMx':>5}")  # fmt: skip
     ours: dict[int, Result] = {}
     for count in args.sessions:
-        result = run_ours(count, args.seconds, args.snapshot_slices)
+        shared = args.media_port == "shared"
+        result = run_ours(count, args.seconds, args.snapshot_slices, shared)
         health = result.health
         if health.loop_lag_max_ms > STALL_MS and health.send_late_p50_ms < 5.0:  # not overload
             print(_row(result) + "  (stall: repeated)", flush=True)
-            result = run_ours(count, args.seconds, args.snapshot_slices)
+            result = run_ours(count, args.seconds, args.snapshot_slices, shared)
         ours[count] = result
         print(_row(result), flush=True)
     print("CPU%: process A, of one core (getrusage); %/call: CPU% per endpoint; lt = ticker "

@@ -1,7 +1,10 @@
 """Call media for an endpoint: SDP offer/answer, one media socket, a session per call.
 
 :class:`CallMedia` is what an endpoint needs to put real RTP on its calls: it offers and answers
-SDP (``callmeter.media.sdp.SdpOfferAnswer``) for the port of the media socket it owns, starts a
+SDP (``callmeter.media.sdp.SdpOfferAnswer``) for the port of the media socket it owns (or of
+its channel of the loop's shared ``MediaPort``: then each call's SDP declares its SSRC, the
+channel is told the peer's address and SSRC when the call starts and forgets them when it
+ends), starts a
 :class:`~callmeter.media.session.MediaSession` when a call is answered, paces it on the loop's
 one :class:`~callmeter.transport.media.MediaTicker`, stops it when the call ends, and keeps the
 per-second metric rows of every call (one row per second and direction, keyed by the metric
@@ -33,6 +36,7 @@ from callmeter.media.sdp import SdpOfferAnswer
 from callmeter.media.session import MediaSession
 from callmeter.sip.events import CallAnswered, CallCancelled, CallEnded, CallFailed, Event
 from callmeter.transport.media import MediaSocket, MediaTicker, open_media
+from callmeter.transport.mediaport import MediaChannel, MediaPort
 
 __all__ = ["FOLD_TAIL_S", "CallMedia", "MediaListener", "MediaOptions", "MetricRow", "ticker_for"]
 
@@ -92,16 +96,19 @@ class CallMedia:
     """The media side of one endpoint. Create with :meth:`open`; feed it the endpoint's events
     with :meth:`on_event`."""
 
-    def __init__(self, options: MediaOptions, socket: MediaSocket, rng: random.Random) -> None:
+    def __init__(
+        self, options: MediaOptions, socket: MediaSocket | MediaChannel, rng: random.Random
+    ) -> None:
         self.options = options
         self.socket = socket
         self.rng = rng
         self.loop = asyncio.get_running_loop()
         self.ticker = ticker_for(self.loop)
         host, port = socket.local_address
+        shared = socket.port if isinstance(socket, MediaChannel) else None
         self.offer_answer = SdpOfferAnswer(
             host, lambda: port, list(options.codecs), ptime_ms=options.ptime_ms, rtcp_mux=True,
-            rng=rng,
+            rng=rng, ssrc_allocator=None if shared is None else lambda: shared.new_ssrc(rng),
         )  # fmt: skip
         self.rows: list[MetricRow] = []  # every per-second row of every call, in order
         self.failures: dict[str, str] = {}  # call id -> why it had no media
@@ -113,9 +120,15 @@ class CallMedia:
 
     @classmethod
     async def open(
-        cls, options: MediaOptions, host: str = "127.0.0.1", rng: random.Random | None = None
+        cls,
+        options: MediaOptions,
+        host: str = "127.0.0.1",
+        rng: random.Random | None = None,
+        port: MediaPort | None = None,
     ) -> CallMedia:
-        socket = await open_media(host, 0, rtcp_port=True)
+        """With ``port`` the calls use a channel of that shared port, else a socket of their
+        own on ``host``."""
+        socket = port.channel() if port is not None else await open_media(host, 0, rtcp_port=True)
         await asyncio.to_thread(_prepare, options)  # decode and encode now, not mid-call
         return cls(options, socket, rng or random.Random())
 
@@ -124,6 +137,9 @@ class CallMedia:
             self._start(event.call_id)
         elif isinstance(event, (CallEnded, CallFailed, CallCancelled)):
             self._stop(event.call_id)
+            ssrc = self.offer_answer.local_ssrc(event.call_id)
+            if ssrc is not None and isinstance(self.socket, MediaChannel):
+                self.socket.port.free_ssrc(ssrc)
 
     def session(self, call_id: str) -> MediaSession | None:
         running = self._running.get(call_id)
@@ -141,8 +157,11 @@ class CallMedia:
             return
         media = _library().for_negotiated(negotiated, self.options.source)
         now = self.loop.time()
+        ssrc = self.offer_answer.local_ssrc(call_id)
+        if ssrc is None:
+            ssrc = self.rng.getrandbits(32)
         session = MediaSession(
-            negotiated, media, now=now, ssrc=self.rng.getrandbits(32),
+            negotiated, media, now=now, ssrc=ssrc,
             cname=f"{call_id}@callmeter", rng=self.rng, ntp_offset_s=time.time() - now,
             send_impairment=self.options.send_impairment,
             receive_impairment=self.options.receive_impairment,
@@ -150,6 +169,10 @@ class CallMedia:
             jitter_buffer=self.options.jitter_buffer,
         )  # fmt: skip
         self._running[call_id] = _Running(session, now, last_at=now)
+        if isinstance(self.socket, MediaChannel):
+            self.socket.expect(
+                negotiated.remote_rtp, negotiated.remote_rtcp, negotiated.remote_ssrc
+            )
         self.ticker.add(session, self.socket)
         if self._timer is None:
             self._tick_due = now + 1.0
@@ -163,6 +186,8 @@ class CallMedia:
             return
         self._record(call_id, running, self.loop.time(), final=True)
         self.ticker.remove(running.session)
+        if isinstance(self.socket, MediaChannel):
+            self.socket.release()
 
     def _every_second(self) -> None:
         """One row per call and direction; the next tick stays on the one-second grid, so a

@@ -30,6 +30,7 @@ from callmeter.sip.events import (
 )
 from callmeter.sip.useragent import OfferAnswer, UserAgent, UserAgentConfig
 from callmeter.transport import TcpTransport, UdpTransport, open_tcp, open_udp
+from callmeter.transport.mediaport import MediaPort
 
 __all__ = ["Endpoint", "EventTimeout"]
 
@@ -84,11 +85,15 @@ class Endpoint:
         rng: random.Random | None = None,
         media: MediaOptions | None = None,
         trace_limit: int = 64,
+        media_port: MediaPort | None = None,
     ) -> Endpoint:
         """``media`` puts real RTP on the endpoint's calls (SDP offer/answer included);
-        without it calls carry whatever ``offer_answer`` provides (signaling only).
+        without it calls carry whatever ``offer_answer`` provides (signaling only). With
+        ``media_port`` that media goes through the loop's shared port, else a socket of its own.
         ``trace_limit`` bounds the SIP trace kept in ``ua.trace`` (messages, newest last)."""
-        call_media = await CallMedia.open(media, host, rng) if media is not None else None
+        call_media = (
+            await CallMedia.open(media, host, rng, media_port) if media is not None else None
+        )
         if call_media is not None:
             offer_answer = call_media.offer_answer
         ua = UserAgent(

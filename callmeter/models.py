@@ -482,6 +482,10 @@ class Group(_Model):
     placement: Placement | None = None
     target: Target | None = None
     impairment: Impairment | None = None
+    # the media socket: "shared" (one batched port per shard, calls told apart by source and
+    # SSRC), "per_call" (a port per call, for peers that send from another address than their
+    # SDP says without declaring an SSRC), "auto": shared between our own endpoints only
+    media_port: Literal["auto", "shared", "per_call"] = "auto"
 
     @model_validator(mode="after")
     def _check_group(self) -> Self:

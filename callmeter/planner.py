@@ -100,6 +100,8 @@ class EndpointPlan:
     send_impairment: ImpairmentProfile | None
     receive_impairment: ImpairmentProfile | None
     impairment_seed: int
+    shared_media_port: bool = False
+    """Media through the shard's one shared port (``callmeter.transport.mediaport``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,14 @@ def external_registrars(test: Test) -> dict[str, RegistrarEndpoint]:
     return resolved
 
 
+def _shared_media_port(group: Group, role: Role, callee_id: int | None) -> bool:
+    """``auto`` shares the port when both ends are ours (they declare their SSRCs): callers of
+    a group and the callees they call, never calls with the outside."""
+    if group.media_port != "auto":
+        return group.media_port == "shared"
+    return callee_id is not None if role == "caller" else role == "callee"
+
+
 def plan(
     test: Test,
     registrars: Mapping[str, RegistrarEndpoint],
@@ -216,6 +226,7 @@ def plan(
                 send_impairment=common.send_impairment,
                 receive_impairment=common.receive_impairment,
                 impairment_seed=common.seed + eid,
+                shared_media_port=_shared_media_port(group, common.role, callee_id),
             )
         )
     duration_s = max(p.start_s if p.dial_s is None else p.dial_s for p in endpoints)

@@ -61,6 +61,8 @@ from callmeter.sip.events import (
     RegistrationFailed,
 )
 from callmeter.sip.useragent import UserAgentConfig
+from callmeter.transport import batch
+from callmeter.transport.mediaport import MediaPort
 
 __all__ = ["NodeInfo", "Shard", "ShardRows"]
 
@@ -171,6 +173,8 @@ class Shard:
         self._cpu = (time.process_time(), time.monotonic())
         self._placed = False
         self._unopened: dict[int, tuple[Outcome | None, str]] = {}  # never got an Endpoint
+        self.media_port: MediaPort | None = None
+        """The shard's shared media port, for endpoints planned on it (opened by run)."""
         self._end_s = max(
             ((p.dial_s if p.dial_s is not None else p.start_s) + p.call_duration_s)
             for p in plan.endpoints
@@ -185,10 +189,14 @@ class Shard:
             self._stop_event.set()
         self._loop_epoch = loop.time() - (time.time() - self.epoch)
         self._probe = _LagProbe(loop)
+        if any(p.shared_media_port for p in self.plan.endpoints) and batch.available():
+            self.media_port = await MediaPort.open(self.host)
         try:
             await asyncio.gather(*(self._endpoint(r) for r in self._running))
         finally:
             self._probe.close()
+            if self.media_port is not None:
+                self.media_port.close()
             self.done = True
 
     def stop(self) -> None:
@@ -234,6 +242,7 @@ class Shard:
                 _config(plan), host=self.host, transport=plan.transport.upper(),
                 rng=random.Random(self.rng.getrandbits(64)), media=_media(plan),
                 trace_limit=TRACE_PER_ENDPOINT,
+                media_port=self.media_port if plan.shared_media_port else None,
             )  # fmt: skip
             endpoint.lifecycle.role = "caller" if plan.role == "caller" else "callee"
             if await self._register(endpoint):

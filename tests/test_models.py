@@ -137,7 +137,7 @@ def test_a_typo_in_a_field_name_suggests_the_right_one() -> None:
     assert errors(data) == [
         't.yaml: groups[0].codec: unknown field; did you mean "codecs"? (fields: name, '
         "endpoints, registrar, accounts, codecs, ptime_ms, ring_s, media_file, placement, target, "
-        "impairment)"
+        "impairment, media_port)"
     ]
     assert errors(two_groups(buildup=3)) == [
         't.yaml: buildup: unknown field; did you mean "buildup_s"? (fields: name, description, '

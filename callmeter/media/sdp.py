@@ -260,6 +260,16 @@ class MediaDescription:
         """``a=rtcp-mux`` (RFC 5761 section 5.1.1): RTCP on the RTP port."""
         return self.has("rtcp-mux")
 
+    @property
+    def ssrc(self) -> int | None:
+        """The first source the stream declares with ``a=ssrc:<id> ...`` (RFC 5576 section
+        4.1), or None; a value that is not a 32-bit number is ignored, not an error."""
+        for value in self.values("ssrc"):
+            head = value.split(None, 1)[0] if value.strip() else ""
+            if head.isdigit() and int(head) < 2**32:
+                return int(head)
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class SessionDescription:
@@ -645,14 +655,18 @@ class Negotiated:
     telephone_event_pt: int | None
     direction: Direction
     fmtp: str | None = None
+    remote_ssrc: int | None = None
+    """The source the peer declared with ``a=ssrc`` (RFC 5576), if it did."""
 
 
 def make_offer(address: str, rtp_port: int, codecs: Sequence[str], *, ptime_ms: int = 20,
                telephone_event: bool = True, direction: Direction = "sendrecv",
                rtcp_mux: bool = False, session_id: int, version: int = 1,
-               username: str = "-") -> SessionDescription:  # fmt: skip
+               username: str = "-", ssrc: tuple[int, str] | None = None,
+               ) -> SessionDescription:  # fmt: skip
     """An audio offer (RFC 3264 section 5): ``codecs`` in preference order, static payload
-    types where the codec has one, dynamic ones (96-127) otherwise, telephone-event last."""
+    types where the codec has one, dynamic ones (96-127) otherwise, telephone-event last.
+    ``ssrc`` (source, CNAME) is declared with ``a=ssrc`` (RFC 5576) when given."""
     if not codecs:
         raise ValueError("an offer needs at least one codec")
     chosen = [codec_named(name) for name in codecs]
@@ -667,15 +681,15 @@ def make_offer(address: str, rtp_port: int, codecs: Sequence[str], *, ptime_ms: 
             pt = next(p for p in (preferred, *DYNAMIC_PAYLOAD_TYPES) if p not in used)
             used.add(pt)
         entries.append((codec.rtpmap(pt), codec.fmtp))
-    media = _audio_media(rtp_port, entries, ptime_ms, direction, rtcp_mux)
+    media = _audio_media(rtp_port, entries, ptime_ms, direction, rtcp_mux, ssrc)
     return _session(address, username, session_id, version, (media,))
 
 
 def make_answer(offer: SessionDescription, address: str, rtp_port: int,
                 codecs: Sequence[str], *, ptime_ms: int = 20, telephone_event: bool = True,
                 direction: Direction = "sendrecv", rtcp_mux: bool = False, session_id: int,
-                version: int = 1,
-                username: str = "-") -> SessionDescription | NegotiationFailure:  # fmt: skip
+                version: int = 1, username: str = "-", ssrc: tuple[int, str] | None = None,
+                ) -> SessionDescription | NegotiationFailure:  # fmt: skip
     """Answer ``offer`` (RFC 3264 section 6): one m= line per offered one, in order; the first
     audio RTP stream with a common codec is accepted, every other one rejected (port 0).
     The accepted stream lists the common codecs in *our* order with the offer's payload
@@ -696,7 +710,8 @@ def make_answer(offer: SessionDescription, address: str, rtp_port: int,
             streams.append(MediaDescription(m.media, 0, m.proto, m.formats))
             continue
         ours = _intersect(direction, _mirror(offer.direction_of(m)))
-        streams.append(_audio_media(rtp_port, entries, ptime_ms, ours, rtcp_mux and m.rtcp_mux))
+        mux = rtcp_mux and m.rtcp_mux
+        streams.append(_audio_media(rtp_port, entries, ptime_ms, ours, mux, ssrc))
         accepted = True
     if not accepted:
         return failure
@@ -738,12 +753,15 @@ def _no_common_codec(m: MediaDescription, supported: list[Codec]) -> Negotiation
 
 
 def _audio_media(port: int, entries: list[tuple[RtpMap, str | None]], ptime_ms: int,
-                 direction: Direction, rtcp_mux: bool) -> MediaDescription:  # fmt: skip
+                 direction: Direction, rtcp_mux: bool,
+                 ssrc: tuple[int, str] | None = None) -> MediaDescription:  # fmt: skip
     attributes = [Attribute("rtpmap", str(rm)) for rm, _ in entries]
     attributes += [Attribute("fmtp", f"{rm.payload_type} {p}") for rm, p in entries if p]
     attributes.append(Attribute("ptime", str(ptime_ms)))
     if rtcp_mux:
         attributes.append(Attribute("rtcp-mux"))
+    if ssrc is not None:
+        attributes.append(Attribute("ssrc", f"{ssrc[0]} cname:{ssrc[1]}"))
     attributes.append(Attribute(direction))
     formats = tuple(str(rm.payload_type) for rm, _ in entries)
     return MediaDescription("audio", port, "RTP/AVP", formats, attributes=tuple(attributes))
@@ -851,7 +869,7 @@ def _negotiated(local_sd: SessionDescription, local: MediaDescription,
     return Negotiated(
         known.name if known else rtpmap.encoding, payload_type, rtpmap.clock_rate,
         rtpmap.channels or 1, ptime, local.port, (host, port), remote_rtcp, mux, event_pt,
-        ours, remote.fmtp(payload_type),
+        ours, remote.fmtp(payload_type), remote.ssrc,
     )  # fmt: skip
 
 
@@ -869,25 +887,31 @@ class _CallMedia:
     rtp_port: int
     local: SessionDescription
     negotiated: Negotiated | None = None
+    ssrc: int | None = None
 
 
 class SdpOfferAnswer:
     """Implements ``callmeter.sip.useragent.OfferAnswer`` with SDP: offers in the INVITE,
     answers incoming offers, checks answers. ``port_allocator()`` gives the local RTP port of
     a new call (``port_release(port)`` gets it back when the call ends); ``negotiated(call_id)``
-    is what the media engine reads once the call is answered."""
+    is what the media engine reads once the call is answered. With ``ssrc_allocator`` each
+    call's SDP declares the RTP source it will send from (``a=ssrc``, RFC 5576), which
+    ``local_ssrc(call_id)`` gives the media engine: a peer sharing one port among many calls
+    tells them apart by it (``callmeter.transport.mediaport``)."""
 
     def __init__(self, address: str, port_allocator: Callable[[], int], codecs: Sequence[str], *,
                  ptime_ms: int = DEFAULT_PTIME_MS, telephone_event: bool = True,
                  direction: Direction = "sendrecv", rtcp_mux: bool = False,
                  port_release: Callable[[int], None] | None = None,
-                 rng: random.Random | None = None) -> None:  # fmt: skip
+                 rng: random.Random | None = None,
+                 ssrc_allocator: Callable[[], int] | None = None) -> None:  # fmt: skip
         for name in codecs:
             codec_named(name)  # a typo in a test file fails here, not in the first call
         self.address = address
         self.codecs = list(codecs)
         self.port_allocator = port_allocator
         self.port_release = port_release
+        self.ssrc_allocator = ssrc_allocator
         self.rng = rng or random.Random()
         self.ptime_ms = ptime_ms
         self.telephone_event = telephone_event
@@ -899,6 +923,19 @@ class SdpOfferAnswer:
     def negotiated(self, call_id: str) -> Negotiated | None:
         call = self.calls.get(call_id)
         return None if call is None else call.negotiated
+
+    def local_ssrc(self, call_id: str) -> int | None:
+        """The source our SDP declared for the call (None without ``ssrc_allocator``)."""
+        call = self.calls.get(call_id)
+        return None if call is None else call.ssrc
+
+    def _ssrc(self, call: _CallMedia | None, call_id: str) -> tuple[int, str] | None:
+        """The call's declared (source, CNAME): kept across re-offers, new for a new call."""
+        if call is not None and call.ssrc is not None:
+            return call.ssrc, f"{call_id}@callmeter"
+        if self.ssrc_allocator is None:
+            return None
+        return self.ssrc_allocator(), f"{call_id}@callmeter"
 
     def _options(self) -> _Options:
         return {
@@ -919,10 +956,13 @@ class SdpOfferAnswer:
         port = call.rtp_port if call is not None else self.port_allocator()
         session_id, version = self._origin(call)
         options = self._options()
+        ssrc = self._ssrc(call, call_id)
         offer = make_offer(self.address, port, self.codecs, **options, session_id=session_id,
-                           version=version)  # fmt: skip
+                           version=version, ssrc=ssrc)  # fmt: skip
         kept = call.negotiated if call is not None else None  # until the new answer arrives
-        self.calls[call_id] = _CallMedia("offerer", port, offer, kept)
+        self.calls[call_id] = _CallMedia(
+            "offerer", port, offer, kept, None if ssrc is None else ssrc[0]
+        )
         return offer.body()
 
     def create_answer(self, call_id: str, offer: Body | None) -> Body | int | None:
@@ -942,8 +982,9 @@ class SdpOfferAnswer:
         port = call.rtp_port if call is not None else self.port_allocator()
         session_id, version = self._origin(call)
         options = self._options()
+        ssrc = self._ssrc(call, call_id)
         answer = make_answer(remote, self.address, port, self.codecs, **options,
-                             session_id=session_id, version=version)  # fmt: skip
+                             session_id=session_id, version=version, ssrc=ssrc)  # fmt: skip
         result = (
             answer
             if isinstance(answer, NegotiationFailure)
@@ -955,7 +996,9 @@ class SdpOfferAnswer:
                 self.port_release(port)
             return result.status  # a rejected re-offer leaves the old session (section 8)
         assert isinstance(answer, SessionDescription)
-        self.calls[call_id] = _CallMedia("answerer", port, answer, result)
+        self.calls[call_id] = _CallMedia(
+            "answerer", port, answer, result, None if ssrc is None else ssrc[0]
+        )
         return answer.body()
 
     def answer_received(self, call_id: str, answer: Body | None) -> int | None:

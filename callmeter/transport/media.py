@@ -37,7 +37,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from callmeter.media.core import MediaCore
 from callmeter.sip.core import Address
@@ -45,11 +45,13 @@ from callmeter.sip.core import Address
 __all__ = [
     "ERROR_BACKOFF_S",
     "LatenessHistogram",
+    "MediaPath",
     "MediaSocket",
     "MediaSocketStats",
     "MediaTicker",
     "TickerHealth",
     "TickerStats",
+    "bind_pair",
     "is_rtcp",
     "open_media",
     "open_media_socket",
@@ -89,6 +91,18 @@ class MediaSocketStats:
     """Datagrams that arrived before a core was attached (dropped)."""
 
 
+class MediaPath(Protocol):
+    """Where the ticker sends a core's packets and how it hears of receives: a
+    :class:`MediaSocket` of the call's own, or a channel of the loop's shared
+    ``callmeter.transport.mediaport.MediaPort``."""
+
+    ticker: MediaTicker | None
+
+    def attach(self, core: MediaCore) -> None: ...
+    def set_ticker(self, ticker: MediaTicker | None) -> None: ...
+    def send(self, data: bytes, addr: Address) -> None: ...
+
+
 def _bind(host: str, port: int) -> socket.socket:
     """A non-blocking UDP socket bound to ``(host, port)``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -102,7 +116,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
     """RTP on an even port and RTCP on port + 1 (RFC 3550 section 11); ``port`` 0: pick one."""
     if port:
         rtp = _bind(host, port)
@@ -151,7 +165,7 @@ class MediaSocket(asyncio.DatagramProtocol):
         if self.rtcp is not None:
             self.rtcp.attach(core)
 
-    def _set_ticker(self, ticker: MediaTicker | None) -> None:
+    def set_ticker(self, ticker: MediaTicker | None) -> None:
         self.ticker = ticker
         if self.rtcp is not None:
             self.rtcp.ticker = ticker
@@ -259,7 +273,7 @@ async def open_media(
     """
     if not rtcp_port:
         return await open_media_socket(host, port, core=core)
-    rtp_sock, rtcp_sock = _bind_pair(host, port)
+    rtp_sock, rtcp_sock = bind_pair(host, port)
     try:
         rtp = await _wrap(rtp_sock, None, None)
     except BaseException:
@@ -362,7 +376,7 @@ class TickerHealth:
 class _Session:
     __slots__ = ("active", "core", "due", "errors", "seq", "socket")
 
-    def __init__(self, core: MediaCore, sock: MediaSocket) -> None:
+    def __init__(self, core: MediaCore, sock: MediaPath) -> None:
         self.core = core
         self.socket = sock
         self.due: float | None = None
@@ -428,7 +442,7 @@ class MediaTicker:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def add(self, core: MediaCore, sock: MediaSocket) -> None:
+    def add(self, core: MediaCore, sock: MediaPath) -> None:
         """Pace ``core``, sending on ``sock`` (which then delivers what it receives to it)."""
         if self._closed:
             raise RuntimeError("MediaTicker is closed")
@@ -437,7 +451,7 @@ class MediaTicker:
         session = _Session(core, sock)
         self._sessions[id(core)] = session
         sock.attach(core)
-        sock._set_ticker(self)
+        sock.set_ticker(self)
         self._schedule(session, self._loop.time())
         self._arm()
 
@@ -449,7 +463,7 @@ class MediaTicker:
         session.active = False
         session.seq = -1  # its heap item is stale now; the timer may wake once for nothing
         if session.socket.ticker is self:
-            session.socket._set_ticker(None)
+            session.socket.set_ticker(None)
         try:
             packets = core.stop(self._loop.time())
         except Exception:
@@ -508,7 +522,7 @@ class MediaTicker:
             session.active = False
             session.seq = -1
             if session.socket.ticker is self:
-                session.socket._set_ticker(None)
+                session.socket.set_ticker(None)
         self._sessions.clear()
         self._heap.clear()
 
