@@ -1,8 +1,10 @@
 """N concurrent G.711 calls in one process, real ``MediaSession``s both ways, beside SIPp.
 
-Process A (this one) runs N ``MediaSession``s on one uvloop loop with one ``MediaTicker``, each
-on its own media socket, negotiated with ``make_offer``/``make_answer`` (PCMA, 20 ms,
-rtcp-mux), payloads from ``MediaLibrary``, and every session's ``snapshot()`` taken every
+Process A (this one) runs N ``MediaSession``s on one uvloop loop with one ``MediaTicker``, all
+on the process's one shared ``MediaPort`` (batched ``sendmmsg``/``recvmmsg``, what a shard
+uses between our own endpoints; ``--media-port per-call``: a socket each), negotiated with
+``make_offer``/``make_answer`` (PCMA, 20 ms, rtcp-mux, each side's SSRC declared), payloads
+from ``MediaLibrary``, and every session's ``snapshot()`` taken every
 second (as ``CallMedia`` does: all at once, on the loop). They send to N peer sessions in
 process B, real ``MediaSession``s too on their own loop and core, so both directions carry RTP
 and RTCP and both are measured. Sessions start spread evenly over one packet time (calls do
@@ -19,7 +21,7 @@ calls (``-l N -m N -r N``: every call up within ~1 s, each held for the 7 s pcap
 CPU (/proc/PID/stat utime + stime, all its threads) over the window where every call plays.
 
     python benchmarks/media_calls.py [--sessions 500 1000 2000] [--sipp-calls 300 1000]
-                                     [--seconds 10] [--no-sipp]
+                                     [--seconds 10] [--no-sipp] [--media-port per-call]
 
 The VM sometimes stalls ~0.5 s (shared/PEERS.md): a run whose loop lag exceeds
 ``STALL_MS`` is repeated once.

@@ -592,3 +592,55 @@ def test_callee_with_only_g722_answers_488() -> None:
 
 def test_sdp_module_is_sans_io() -> None:
     assert imported_modules(Path(sdp_module.__file__)) & FORBIDDEN == set()
+
+
+def test_declared_ssrc_goes_out_and_comes_back_negotiated() -> None:
+    offer = make_offer("10.0.0.1", 4000, ["PCMU"], session_id=1, ssrc=(0xDEADBEEF, "a@x"))
+    assert b"a=ssrc:3735928559 cname:a@x\r\n" in offer.body()[1]
+    answer = make_answer(parse(offer.body()[1]), "10.0.0.2", 5000, ["PCMU"], session_id=2)
+    assert isinstance(answer, SessionDescription) and answer.media[0].ssrc is None
+    ours = negotiated(offer, answer, role="offerer")
+    theirs = negotiated(offer, answer, role="answerer")
+    assert isinstance(ours, Negotiated) and isinstance(theirs, Negotiated)
+    assert (ours.remote_ssrc, theirs.remote_ssrc) == (None, 0xDEADBEEF)
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (["a=ssrc:42 cname:x"], 42),
+        (["a=ssrc:42"], 42),  # no source attribute: still the source
+        (["a=ssrc:x cname:y", "a=ssrc:7 msid:z"], 7),  # the first usable one
+        (["a=ssrc:4294967296 cname:too-big"], None),
+        (["a=ssrc:"], None),
+    ],
+)
+def test_a_malformed_ssrc_line_is_ignored_not_an_error(lines: list[str], expected: int) -> None:
+    text = (
+        "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 0\r\n" + "".join(f"{line}\r\n" for line in lines)
+    )
+    assert parse(text).media[0].ssrc == expected
+
+
+def test_the_offer_answer_provider_declares_one_ssrc_per_call() -> None:
+    ssrcs = iter([111, 222, 333])
+    ports = itertools.count(4000, 2)
+    oa = SdpOfferAnswer(
+        "127.0.0.1", lambda: next(ports), ["PCMU"], ssrc_allocator=lambda: next(ssrcs)
+    )
+    first = oa.create_offer("call-1")
+    assert first is not None and b"a=ssrc:111 cname:call-1@callmeter" in first[1]
+    again = oa.create_offer("call-1")  # a re-offer keeps the call's source
+    assert again is not None and b"a=ssrc:111 " in again[1]
+    remote = make_offer("10.0.0.9", 6000, ["PCMU"], session_id=9, ssrc=(999, "peer"))
+    answer = oa.create_answer("call-2", remote.body())
+    assert isinstance(answer, tuple) and b"a=ssrc:222 cname:call-2@callmeter" in answer[1]
+    assert (oa.local_ssrc("call-1"), oa.local_ssrc("call-2"), oa.local_ssrc("none")) == (
+        111, 222, None
+    )  # fmt: skip
+    call_2 = oa.negotiated("call-2")
+    assert call_2 is not None and call_2.remote_ssrc == 999
+    plain = SdpOfferAnswer("127.0.0.1", lambda: 4000, ["PCMU"])  # no allocator: no a=ssrc
+    body = plain.create_offer("call-3")
+    assert body is not None and b"a=ssrc" not in body[1] and plain.local_ssrc("call-3") is None
