@@ -46,32 +46,19 @@ _SOCKADDR_IN_LEN: Final = 16
 _ADDRESS_CACHE_MAX: Final = 65536
 
 
-class _IoVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-
-class _MsgHdr(ctypes.Structure):
-    _fields_ = [
-        ("name", ctypes.c_void_p),
-        ("namelen", ctypes.c_uint32),
-        ("iov", ctypes.c_void_p),
-        ("iovlen", ctypes.c_size_t),
-        ("control", ctypes.c_void_p),
-        ("controllen", ctypes.c_size_t),
-        ("flags", ctypes.c_int),
-    ]
-
-
-class _MMsgHdr(ctypes.Structure):
-    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
-
-
-_HDR_SIZE: Final = ctypes.sizeof(_MMsgHdr)
-_NAME_AT: Final = _MMsgHdr.hdr.offset + _MsgHdr.name.offset
-_FLAGS_AT: Final = _MMsgHdr.hdr.offset + _MsgHdr.flags.offset
-_LEN_AT: Final = _MMsgHdr.len.offset
-_IOV_SIZE: Final = ctypes.sizeof(_IoVec)
-_IOV_LEN_AT: Final = _IoVec.len.offset
+# struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; } and struct iovec on LP64
+# Linux (x86_64, aarch64): msghdr is name, namelen (+4 padding), iov, iovlen, control,
+# controllen, flags (+4 padding). Offsets by hand: mypyc cannot compile ctypes.Structure.
+_LP64: Final = struct.calcsize("P") == 8 and struct.calcsize("N") == 8
+_HDR_SIZE: Final = 64
+_NAME_AT: Final = 0
+_NAMELEN_AT: Final = 8
+_HDR_IOV_AT: Final = 16
+_IOVLEN_AT: Final = 24
+_FLAGS_AT: Final = 48
+_LEN_AT: Final = 56
+_IOV_SIZE: Final = 16
+_IOV_LEN_AT: Final = 8
 _POINTER: Final = struct.Struct("P")
 _SIZE: Final = struct.Struct("N")
 _UINT: Final = struct.Struct("I")
@@ -80,7 +67,7 @@ _INT: Final = struct.Struct("i")
 
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
-    if name is None:
+    if name is None or not _LP64:
         return None
     libc = ctypes.CDLL(name, use_errno=True)
     if not hasattr(libc, "sendmmsg") or not hasattr(libc, "recvmmsg"):
@@ -137,13 +124,13 @@ class _Batch:
         self.headers_at = headers_at
         self.names_at = names_at
         for i in range(capacity):
-            iov = _IoVec.from_buffer(self.iovs, i * _IOV_SIZE)
-            iov.base, iov.len = data_at + i * slot_size, slot_size
-            header = _MMsgHdr.from_buffer(self.headers, i * _HDR_SIZE)
-            header.hdr.name = names_at + i * _SOCKADDR_IN_LEN
-            header.hdr.namelen = _SOCKADDR_IN_LEN
-            header.hdr.iov = iovs_at + i * _IOV_SIZE
-            header.hdr.iovlen = 1
+            _POINTER.pack_into(self.iovs, i * _IOV_SIZE, data_at + i * slot_size)
+            _SIZE.pack_into(self.iovs, i * _IOV_SIZE + _IOV_LEN_AT, slot_size)
+            at = i * _HDR_SIZE
+            _POINTER.pack_into(self.headers, at + _NAME_AT, names_at + i * _SOCKADDR_IN_LEN)
+            _UINT.pack_into(self.headers, at + _NAMELEN_AT, _SOCKADDR_IN_LEN)
+            _POINTER.pack_into(self.headers, at + _HDR_IOV_AT, iovs_at + i * _IOV_SIZE)
+            _SIZE.pack_into(self.headers, at + _IOVLEN_AT, 1)
 
 
 class BatchSocket:
