@@ -160,8 +160,10 @@ class MediaPort:
         self._waiting: dict[Address, list[MediaChannel]] = {}
         """source -> channels with no SSRC from it yet, in the order their calls started."""
         self._ssrcs: set[int] = set()
-        self._out: list[tuple[bytes, Address]] = []
-        self._out_rtcp: list[tuple[bytes, Address]] = []
+        self._out: list[bytes] = []
+        self._out_to: list[Address] = []
+        self._out_rtcp: list[bytes] = []
+        self._out_rtcp_to: list[Address] = []
         self._flush_scheduled = False
         self._closed = False
         for sock in (rtp, rtcp):
@@ -213,39 +215,45 @@ class MediaPort:
     # sending
 
     def queue(self, data: bytes, addr: Address) -> None:
-        self._out.append((data, addr))
+        self._out.append(data)
+        self._out_to.append(addr)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def queue_rtcp(self, data: bytes, addr: Address) -> None:
-        self._out_rtcp.append((data, addr))
+        self._out_rtcp.append(data)
+        self._out_rtcp_to.append(addr)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        out, self._out = self._out, []
-        rtcp, self._out_rtcp = self._out_rtcp, []
+        out, to, self._out, self._out_to = self._out, self._out_to, [], []
+        rtcp, rtcp_to, self._out_rtcp, self._out_rtcp_to = (
+            self._out_rtcp, self._out_rtcp_to, [], []
+        )  # fmt: skip
         if self._closed:
             return
         if out:
-            self.rtp.send(out)
+            self.rtp.send(out, to)
         if rtcp:
-            self.rtcp.send(rtcp)
+            self.rtcp.send(rtcp, rtcp_to)
 
     # receiving
 
     def _readable(self, sock: BatchSocket) -> None:
         now = self.loop.time()
         for _ in range(_READS_PER_WAKEUP):
-            batch = sock.receive()
-            for data, addr in batch:
+            datagrams: list[bytes] = []
+            sources: list[Address] = []
+            read = sock.receive_into(datagrams, sources)
+            for data, addr in zip(datagrams, sources, strict=True):
                 channel = self._route(data, addr)
                 if channel is not None:
                     channel._deliver(data, addr, now)
-            if len(batch) < sock.capacity:
+            if read < sock.capacity:
                 return
 
     def _route(self, data: bytes, addr: Address) -> MediaChannel | None:
