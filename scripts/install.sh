@@ -2,7 +2,8 @@
 # Install everything callmeter's tests and quickstart need, idempotently:
 # the real peers (SIPp, Kamailio with sqlite, baresip without GUI, tshark) and Chromium (the
 # browser tests drive it with Playwright; no browser download) from Debian packages, then
-# callmeter itself in editable mode with its test extras.
+# callmeter itself in editable mode with its test extras, the media hot path compiled with mypyc
+# beside the sources (setup.py; CALLMETER_PURE=1 installs pure Python).
 #
 # apt runs only when a peer binary is missing (one `apt-get update`, then one install).
 # Needs root (or sudo) for apt; the pip step uses whatever `python` is first on PATH,

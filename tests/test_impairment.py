@@ -162,7 +162,7 @@ def test_duplication_does_not_change_the_loss_pattern() -> None:
         (
             {"gilbert_k": 0.99},
             "gilbert_r, gilbert_h and gilbert_k take effect only with gilbert_p > 0, "
-            "got gilbert_p=0.0",
+            "got gilbert_p=0",
         ),
         (
             {"loss_percent": 1, "gilbert_p": 0.1},

@@ -263,7 +263,7 @@ def test_target_placement_and_impairment_errors() -> None:
         "anywhere)",
         "t.yaml: groups[3].target: give exactly one of group, uri or receive: external (got none)",
         "t.yaml: groups[4].impairment: loss_percent and gilbert_p are exclusive loss models: "
-        "set one of them, got loss_percent=5.0 and gilbert_p=0.1",
+        "set one of them, got loss_percent=5 and gilbert_p=0.1",
     ]
 
 

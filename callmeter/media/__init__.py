@@ -5,7 +5,15 @@ is imported on demand: it loads PyAV.
 
 Like ``callmeter.sip``, nothing here imports asyncio, socket or time: it takes bytes and ``now``
 and returns values.
+
+Most of these modules are compiled with mypyc (``_compiled`` lists them and says why):
+extensions older than their sources are refused before any is imported, and the frozen
+dataclasses are registered for pickling once all are.
 """
+
+from callmeter.media._compiled import check_fresh, pickle_frozen_dataclasses
+
+check_fresh()  # before the first compiled module is imported
 
 from callmeter.media.impairment import DelayLine, Impairment, ImpairmentProfile
 from callmeter.media.jitterbuffer import JitterBuffer, JitterBufferConfig, JitterBufferSnapshot
@@ -27,6 +35,8 @@ from callmeter.media.sdp import (
     negotiated,
     parse,
 )
+
+pickle_frozen_dataclasses()
 
 __all__ = [
     "CODECS",

@@ -52,14 +52,21 @@ JITTER_DISTRIBUTIONS: tuple[JitterDistribution, ...] = ("uniform", "normal")
 T = TypeVar("T")
 
 
+def _number(value: float) -> str:
+    """``value`` as the user wrote it, compiled or not: mypyc turns an int passed for a float
+    into a float, so ``120`` would read ``120.0``; integral values print without the ``.0``."""
+    value = float(value)
+    return f"{value:.16g}" if value.is_integer() else repr(value)
+
+
 def _check_range(name: str, value: float, low: float, high: float) -> None:
     if not low <= value <= high:  # also rejects NaN
-        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value}")
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {_number(value)}")
 
 
 def _check_non_negative(name: str, value: float) -> None:
     if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {_number(value)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +104,13 @@ class ImpairmentProfile:
         if self.gilbert_p == 0 and (self.gilbert_r, self.gilbert_h, self.gilbert_k) != (1, 0, 1):
             raise ValueError(
                 "gilbert_r, gilbert_h and gilbert_k take effect only with gilbert_p > 0, "
-                f"got gilbert_p={self.gilbert_p}"
+                f"got gilbert_p={_number(self.gilbert_p)}"
             )
         if self.gilbert_p > 0 and self.loss_percent > 0:
             raise ValueError(
                 "loss_percent and gilbert_p are exclusive loss models: set one of them, "
-                f"got loss_percent={self.loss_percent} and gilbert_p={self.gilbert_p}"
+                f"got loss_percent={_number(self.loss_percent)} "
+                f"and gilbert_p={_number(self.gilbert_p)}"
             )
 
     @property
