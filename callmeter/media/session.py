@@ -202,6 +202,9 @@ class MediaSession:
             )
         self.negotiated = negotiated
         self.media = media
+        # Read per packet: kept here, not looked up on objects of uncompiled modules each time.
+        self._payloads: tuple[bytes, ...] = media.payloads
+        self._remote_rtp: Address = negotiated.remote_rtp
         self.ssrc = ssrc
         self._event_pt = (
             -1 if negotiated.telephone_event_pt is None else negotiated.telephone_event_pt
@@ -339,7 +342,8 @@ class MediaSession:
     def _send_one(self, due: float, now: float, out: list[tuple[bytes, Address]]) -> None:
         index, seq, marker = self._index, self._seq, self._marker
         timestamp = (self._ts0 + index * self._samples) & _TS_MASK
-        payload = self.media.payload(index)
+        payloads = self._payloads
+        payload = payloads[index % len(payloads)]  # the media loops (EncodedMedia.payload)
         packet = self._template.packet(seq, timestamp, payload, marker)
         self.rtcp.on_rtp_sent(seq, timestamp, len(payload), now)
         self._index, self._seq, self._marker = index + 1, (seq + 1) & _SEQ_MASK, False
@@ -360,7 +364,7 @@ class MediaSession:
             tx.spacing_count += 1
         self._last_sent_at = now
         self.packets_sent_total += 1
-        self._emit(packet, self.negotiated.remote_rtp, now, out, rtp=True)
+        self._emit(packet, self._remote_rtp, now, out, rtp=True)
 
     def _emit(
         self, data: bytes, addr: Address, now: float, out: list[tuple[bytes, Address]], rtp: bool
