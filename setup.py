@@ -1,6 +1,6 @@
 """Compile the per-packet media path with mypyc; all metadata is in pyproject.toml.
 
-``callmeter/media/_compiled.py`` lists the modules and says why. ``CALLMETER_PURE=1`` at
+``callmeter/_compiled.py`` lists the modules and says why. ``CALLMETER_PURE=1`` at
 install time skips compilation: a pure Python install. It also removes the extensions an earlier
 editable install left beside the sources, which would otherwise still shadow them.
 """
@@ -15,12 +15,13 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-MEDIA = Path("callmeter", "media")
-COMPILED: tuple[str, ...] = runpy.run_path(str(MEDIA / "_compiled.py"))["COMPILED_MODULES"]
+PACKAGE = Path("callmeter")
+COMPILED: tuple[str, ...] = runpy.run_path(str(PACKAGE / "_compiled.py"))["COMPILED_MODULES"]
+SOURCES = [PACKAGE.joinpath(*name.split(".")) for name in COMPILED]  # without the suffix
 # One shared library holds the compiled code (each module's extension is a shim into it):
 # top-level, where mypyc expects it (it derives the modules' __file__ from its path), and
 # named rather than hashed, so a rebuild replaces it.
-GROUP = "callmeter_media"
+GROUP = "callmeter_compiled"
 
 
 class StampedBuildExt(build_ext):
@@ -36,7 +37,7 @@ class StampedBuildExt(build_ext):
 
 def remove_inplace_extensions() -> None:
     """Delete what an editable install built beside the sources: it would shadow them."""
-    for pattern in (*(f"{MEDIA}/{name}.*.so" for name in COMPILED), f"{GROUP}__mypyc.*.so"):
+    for pattern in (*(f"{source}.*.so" for source in SOURCES), "*__mypyc.*.so"):
         for path in Path().glob(pattern):
             path.unlink()
 
@@ -57,9 +58,7 @@ def extensions() -> list[Extension]:
         return []
     from mypyc.build import mypycify
 
-    return mypycify(
-        [str(MEDIA / f"{name}.py") for name in COMPILED], opt_level="3", group_name=GROUP
-    )
+    return mypycify([f"{source}.py" for source in SOURCES], opt_level="3", group_name=GROUP)
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": StampedBuildExt})

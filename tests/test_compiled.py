@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
+import callmeter
 import callmeter.media
-from callmeter.media import _compiled
-from callmeter.media._compiled import (
+import callmeter.transport
+from callmeter import _compiled
+from callmeter._compiled import (
     COMPILED_MODULES,
     check_fresh,
     frozen_dataclasses,
@@ -43,6 +45,7 @@ from callmeter.media.rtcp import (
 from callmeter.media.rtp import AudioLevel
 from callmeter.media.rtpstats import BurstGap, ReceiverStats
 from callmeter.media.session import _PatternSummary
+from callmeter.transport.media import TickerHealth
 
 SUFFIX = EXTENSION_SUFFIXES[0]  # what setup.py builds
 
@@ -56,22 +59,24 @@ def test_the_hot_path_is_compiled() -> None:
     pure = [
         name
         for name in COMPILED_MODULES
-        if not str(sys.modules[f"callmeter.media.{name}"].__file__).endswith(SUFFIX)
+        if not str(sys.modules[f"callmeter.{name}"].__file__).endswith(SUFFIX)
     ]
     assert pure == [], "not compiled; run `make install`, or set CALLMETER_PURE=1"
 
 
 def _tree(tmp_path: Path, *, checkout: bool = True) -> Path:
-    """A source tree with every compiled module built at t=1000 from sources saved at t=900."""
-    media = tmp_path / "callmeter" / "media"
-    media.mkdir(parents=True)
+    """A source tree with every compiled module built at t=1000 from sources saved at t=900;
+    returns the ``callmeter`` package directory."""
+    package = tmp_path / "callmeter"
     if checkout:
         (tmp_path / "pyproject.toml").write_text("")
     for name in COMPILED_MODULES:
-        for path, mtime in ((media / f"{name}.py", 900), (media / f"{name}{SUFFIX}", 1000)):
+        base = package.joinpath(*name.split("."))
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for path, mtime in ((Path(f"{base}.py"), 900), (Path(f"{base}{SUFFIX}"), 1000)):
             path.write_text("")
             os.utime(path, (mtime, mtime))
-    return media
+    return package
 
 
 def _edit(path: Path, mtime: int) -> None:
@@ -83,38 +88,39 @@ def test_a_fresh_build_is_not_stale(tmp_path: Path) -> None:
 
 
 def test_a_source_edited_after_the_build_is_stale(tmp_path: Path) -> None:
-    media = _tree(tmp_path)
-    _edit(media / "session.py", 1001)
-    _edit(media / "rtp.py", 1000)  # same second as the build: not newer
-    assert stale_modules(str(media)) == ["session"]
+    package = _tree(tmp_path)
+    _edit(package / "media" / "session.py", 1001)
+    _edit(package / "media" / "rtp.py", 1000)  # same second as the build: not newer
+    _edit(package / "transport" / "mediaport.py", 1001)
+    assert stale_modules(str(package)) == ["media.session", "transport.mediaport"]
 
 
 def test_a_pure_module_is_never_stale(tmp_path: Path) -> None:
-    media = _tree(tmp_path)
-    (media / f"session{SUFFIX}").unlink()
-    _edit(media / "session.py", 2000)
-    assert stale_modules(str(media)) == []
+    package = _tree(tmp_path)
+    (package / "media" / f"session{SUFFIX}").unlink()
+    _edit(package / "media" / "session.py", 2000)
+    assert stale_modules(str(package)) == []
 
 
 def test_outside_a_source_checkout_nothing_is_stale(tmp_path: Path) -> None:
     """A wheel install writes its files in any order; nobody edits them there."""
-    media = _tree(tmp_path, checkout=False)
-    _edit(media / "session.py", 2000)
-    assert stale_modules(str(media)) == []
+    package = _tree(tmp_path, checkout=False)
+    _edit(package / "media" / "session.py", 2000)
+    assert stale_modules(str(package)) == []
 
 
 def test_a_stale_extension_refuses_to_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    media = _tree(tmp_path)
-    _edit(media / "jitterbuffer.py", 1001)
-    _edit(media / "session.py", 1001)
+    package = _tree(tmp_path)
+    _edit(package / "media" / "jitterbuffer.py", 1001)
+    _edit(package / "media" / "session.py", 1001)
     monkeypatch.delenv("CALLMETER_ALLOW_STALE", raising=False)
     with pytest.raises(ImportError) as excinfo:
-        check_fresh(str(media))
+        check_fresh(str(package))
     message = str(excinfo.value)
     assert message.startswith("callmeter.media.jitterbuffer, callmeter.media.session: ")
     assert "make install" in message
     monkeypatch.setenv("CALLMETER_ALLOW_STALE", "1")
-    check_fresh(str(media))
+    check_fresh(str(package))
 
 
 def test_importing_the_package_checks_before_loading_an_extension(tmp_path: Path) -> None:
@@ -190,6 +196,7 @@ SAMPLES: list[object] = [
     _receiver_snapshot(),
     _BURST,
     _PatternSummary(_BURST, 0.03, 1.4),
+    TickerHealth(2.0, 10, 100, 1.5, 4, 1000, 500.0, 0.5, 2.5, 3.0, 0.4, 1.2, 1.5, 0.1, 1),
 ]
 
 

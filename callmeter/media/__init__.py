@@ -6,15 +6,11 @@ is imported on demand: it loads PyAV.
 Like ``callmeter.sip``, nothing here imports asyncio, socket or time: it takes bytes and ``now``
 and returns values.
 
-Most of these modules are compiled with mypyc (``_compiled`` lists them and says why):
-extensions older than their sources are refused before any is imported, and the frozen
-dataclasses are registered for pickling once all are.
+Most of these modules are compiled with mypyc (``callmeter._compiled`` lists them and says
+why); their frozen dataclasses are registered for pickling once all are imported.
 """
 
-from callmeter.media._compiled import check_fresh, pickle_frozen_dataclasses
-
-check_fresh()  # before the first compiled module is imported
-
+from callmeter._compiled import pickle_frozen_dataclasses
 from callmeter.media.impairment import DelayLine, Impairment, ImpairmentProfile
 from callmeter.media.jitterbuffer import JitterBuffer, JitterBufferConfig, JitterBufferSnapshot
 from callmeter.media.quality import RBudget, mos_from_r, r_budget, r_factor
@@ -36,7 +32,7 @@ from callmeter.media.sdp import (
     parse,
 )
 
-pickle_frozen_dataclasses()
+pickle_frozen_dataclasses("media")
 
 __all__ = [
     "CODECS",

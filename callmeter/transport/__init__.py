@@ -4,6 +4,7 @@ One transport object per socket drives exactly one core (a user agent, the regis
 multiplexer of many user agents). See ``callmeter.sip.core`` for the contract.
 """
 
+from callmeter._compiled import pickle_frozen_dataclasses
 from callmeter.transport.loop import (
     CoreDriver,
     TransportStats,
@@ -16,6 +17,8 @@ from callmeter.transport.loop import (
 from callmeter.transport.media import MediaSocket, MediaTicker, open_media, open_media_socket
 from callmeter.transport.tcp import DEFAULT_CONNECT_TIMEOUT_S, TcpTransport, open_tcp
 from callmeter.transport.udp import SOCKET_BUFFER_BYTES, UdpTransport, open_udp
+
+pickle_frozen_dataclasses("transport")
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",

@@ -1,24 +1,27 @@
-"""Which media modules mypyc compiles, and the import-time guard against stale extensions.
+"""Which modules mypyc compiles, and the import-time guard against stale extensions.
 
 The per-packet path (RTP in and out, receive statistics, the jitter buffer model, RTCP, the
-E-model, impairment) costs 2-3x less CPU per packet compiled, so ``setup.py`` compiles these
-modules with mypyc unless ``CALLMETER_PURE=1``. It reads ``COMPILED_MODULES`` from this file
-without importing the package: keep it stdlib only, with nothing run at import.
+E-model, impairment) costs 2-3x less CPU per packet compiled, and the media shell that moves
+the packets (the ticker, the shared media port, batched I/O) another 15 % of what is left,
+so ``setup.py`` compiles these modules with mypyc unless ``CALLMETER_PURE=1``. It reads
+``COMPILED_MODULES`` from this file without importing the package: keep it stdlib only, with
+nothing run at import.
 
 An editable install builds each extension beside its source, where it shadows the ``.py``: after
 an edit to ``session.py`` without a rebuild the old compiled code would run, silently. The
-build stamps the extensions with the build time, and ``check_fresh`` (which the package's
-``__init__`` calls before it imports any of them) raises ImportError when a source is newer
-than its extension, unless ``CALLMETER_ALLOW_STALE=1``. It costs a few ``stat`` calls. It
-looks only in a source checkout (``pyproject.toml`` two levels up): a wheel install writes its
-files in an arbitrary order, so there a source may be a few microseconds newer than its
-extension, and nobody edits it.
+build stamps the extensions with the build time, and ``check_fresh`` (which
+``callmeter/__init__`` calls before any of them can be imported) raises ImportError when a
+source is newer than its extension, unless ``CALLMETER_ALLOW_STALE=1``. It costs a few
+``stat`` calls. It looks only in a source checkout (``pyproject.toml`` one level up): a wheel
+install writes its files in an arbitrary order, so there a source may be a few microseconds
+newer than its extension, and nobody edits it.
 
 Pickling. mypyc's ``__setstate__`` restores a frozen dataclass through ``setattr``, which the
 dataclass refuses (``FrozenInstanceError``), yet Ray ships ``ImpairmentProfile`` and friends to
 its actors. ``pickle_frozen_dataclasses`` registers (``copyreg``, which pickle, copy and Ray's
 cloudpickle all consult) a reducer that rebuilds them through ``__init__`` instead, compiled or
-not, for every frozen dataclass the compiled modules define.
+not, for every frozen dataclass the compiled modules define (each package registers its own,
+from its ``__init__``, once its modules are imported).
 """
 
 from __future__ import annotations
@@ -43,14 +46,18 @@ __all__ = [
 ]
 
 COMPILED_MODULES: tuple[str, ...] = (
-    "impairment",
-    "jitterbuffer",
-    "quality",
-    "rtcp",
-    "rtp",
-    "rtpstats",
-    "session",
+    "media.impairment",
+    "media.jitterbuffer",
+    "media.quality",
+    "media.rtcp",
+    "media.rtp",
+    "media.rtpstats",
+    "media.session",
+    "transport.batch",
+    "transport.media",
+    "transport.mediaport",
 )
+"""Modules of the ``callmeter`` package, by their dotted path under it."""
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -66,14 +73,15 @@ def stale_modules(package_dir: str = PACKAGE_DIR) -> list[str]:
     """Compiled modules whose extension in ``package_dir`` is older than their source.
 
     Empty outside a source checkout, and for modules without an extension (a pure install)."""
-    if not os.path.exists(os.path.join(package_dir, os.pardir, os.pardir, "pyproject.toml")):
+    if not os.path.exists(os.path.join(package_dir, os.pardir, "pyproject.toml")):
         return []
     stale = []
     for name in COMPILED_MODULES:
+        base = os.path.join(package_dir, *name.split("."))
         for suffix in EXTENSION_SUFFIXES:  # the order the import system tries them in
-            built = _mtime_ns(os.path.join(package_dir, name + suffix))
+            built = _mtime_ns(base + suffix)
             if built is not None:
-                source = _mtime_ns(os.path.join(package_dir, name + ".py"))
+                source = _mtime_ns(base + ".py")
                 if source is not None and source > built:
                     stale.append(name)
                 break
@@ -86,7 +94,7 @@ def check_fresh(package_dir: str = PACKAGE_DIR) -> None:
         return
     stale = stale_modules(package_dir)
     if stale:
-        names = ", ".join(f"callmeter.media.{name}" for name in stale)
+        names = ", ".join(f"callmeter.{name}" for name in stale)
         raise ImportError(
             f"{names}: the compiled extension is older than the source, so the old code would "
             "run; rebuild with `make install` (or `pip install -e .`), or set "
@@ -94,10 +102,13 @@ def check_fresh(package_dir: str = PACKAGE_DIR) -> None:
         )
 
 
-def frozen_dataclasses() -> list[type[Any]]:
-    """Every frozen dataclass defined in a compiled module (which this imports)."""
+def frozen_dataclasses(package: str | None = None) -> list[type[Any]]:
+    """Every frozen dataclass defined in a compiled module (which this imports), or in those of
+    ``package`` (``"media"``, ``"transport"``)."""
     found = []
     for name in COMPILED_MODULES:
+        if package is not None and not name.startswith(package + "."):
+            continue
         module = importlib.import_module(f"{__package__}.{name}")
         for value in vars(module).values():
             if (
@@ -121,7 +132,7 @@ def _reduce(
     return _rebuild, (type(instance), fields)
 
 
-def pickle_frozen_dataclasses() -> None:
-    """Make the compiled frozen dataclasses picklable (see the module docstring)."""
-    for cls in frozen_dataclasses():
+def pickle_frozen_dataclasses(package: str | None = None) -> None:
+    """Make the compiled frozen dataclasses (of ``package``) picklable (see the top)."""
+    for cls in frozen_dataclasses(package):
         copyreg.pickle(cls, _reduce)
