@@ -374,10 +374,14 @@ class TickerHealth:
 
 
 class _Session:
-    __slots__ = ("active", "core", "due", "errors", "seq", "socket")
+    __slots__ = ("active", "core", "due", "errors", "next_due", "packets_due", "seq", "socket")
 
     def __init__(self, core: MediaCore, sock: MediaPath) -> None:
         self.core = core
+        # Bound once: a call through the MediaCore protocol looks the method up by name each
+        # time, and these run for every packet.
+        self.next_due = core.next_due
+        self.packets_due = core.packets_due
         self.socket = sock
         self.due: float | None = None
         self.seq = -1
@@ -480,7 +484,7 @@ class MediaTicker:
         if session is None:
             return
         try:
-            due = core.next_due()
+            due = session.next_due()
         except Exception:
             self._bug(session, "next_due")
             return
@@ -539,7 +543,7 @@ class MediaTicker:
     def _schedule(self, session: _Session, now: float, not_before: float | None = None) -> None:
         """Push ``session`` at its ``next_due()`` (no sooner than ``not_before`` if given)."""
         try:
-            due = session.core.next_due()
+            due = session.next_due()
         except Exception:
             self._bug(session, "next_due")
             due = now + ERROR_BACKOFF_S
@@ -603,7 +607,7 @@ class MediaTicker:
     def _serve(self, session: _Session, now: float) -> None:
         """One session's packets due at ``now``, sent on its socket; then push it back."""
         try:
-            packets = session.core.packets_due(now)
+            packets = session.packets_due(now)
         except Exception:
             self._bug(session, "packets_due")
             self._schedule(session, now, now + ERROR_BACKOFF_S)

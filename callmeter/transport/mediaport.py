@@ -35,6 +35,7 @@ import asyncio
 import logging
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -81,11 +82,13 @@ class MediaChannel:
         self._declared = False
         """The peer declared its SSRC: no other SSRC is ever taken for it."""
         self._errors = 0
+        self._receive: Callable[[bytes, Address, float], None] | None = None
 
     # what the ticker uses
 
     def attach(self, core: MediaCore) -> None:
         self.core = core
+        self._receive = core.receive  # bound once: it runs for every datagram
 
     def set_ticker(self, ticker: MediaTicker | None) -> None:
         self.ticker = ticker
@@ -121,17 +124,18 @@ class MediaChannel:
     def close(self) -> None:
         self.release()
         self.core = None
+        self._receive = None
 
     def _deliver(self, data: bytes, addr: Address, now: float) -> None:
         stats = self.stats
         stats.packets_received += 1
         stats.bytes_received += len(data)
-        core = self.core
-        if core is None:
+        core, receive = self.core, self._receive
+        if core is None or receive is None:
             stats.unattached += 1
             return
         try:
-            core.receive(data, addr, now)
+            receive(data, addr, now)
         except Exception:
             stats.handler_errors += 1
             self.port.stats.handler_errors += 1
