@@ -219,15 +219,19 @@ class MediaPort:
     # sending
 
     def queue(self, data: bytes, addr: Address) -> None:
+        """Send ``data`` from the RTP port with the next flush (once per loop iteration)."""
         self._out.append(data)
         self._out_to.append(addr)
         if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+            self._schedule_flush()
 
     def queue_rtcp(self, data: bytes, addr: Address) -> None:
+        """The same from port + 1: RTCP to a peer that does not multiplex."""
         self._out_rtcp.append(data)
         self._out_rtcp_to.append(addr)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
