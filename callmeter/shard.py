@@ -61,7 +61,6 @@ from callmeter.sip.events import (
     RegistrationFailed,
 )
 from callmeter.sip.useragent import UserAgentConfig
-from callmeter.transport import batch
 from callmeter.transport.mediaport import MediaPort
 
 __all__ = ["NodeInfo", "Shard", "ShardRows"]
@@ -189,7 +188,8 @@ class Shard:
             self._stop_event.set()
         self._loop_epoch = loop.time() - (time.time() - self.epoch)
         self._probe = _LagProbe(loop)
-        if any(p.shared_media_port for p in self.plan.endpoints) and batch.available():
+        shared = any(p.shared_media_port for p in self.plan.endpoints)
+        if shared and MediaPort.supports(self.host):  # else every call gets a socket
             self.media_port = await MediaPort.open(self.host)
         try:
             await asyncio.gather(*(self._endpoint(r) for r in self._running))

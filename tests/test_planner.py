@@ -258,6 +258,41 @@ def test_external_uri_and_receive_external() -> None:
     assert run.duration_s == 3.0 + 20
 
 
+def test_the_media_port_is_shared_between_our_own_endpoints_only() -> None:
+    groups = [
+        *calls("callers", 2, "callees", 2),
+        {"name": "out", "endpoints": 1, "target": {"uri": "sip:echo@pbx.example.com"}},
+        {"name": "in", "endpoints": 1, "target": {"receive": "external"}},
+        {"name": "idle", "endpoints": 1},
+    ]
+    run = plan_builtin(make(groups))
+    shared = {p.group: p.shared_media_port for p in run.endpoints}
+    assert shared == {
+        "callers": True, "callees": True, "out": False, "in": False, "idle": False
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("shared", True), ("per_call", False)])
+def test_a_group_may_choose_its_media_port(choice: str, expected: bool) -> None:
+    groups = [
+        {"name": "out", "endpoints": 1, "target": {"uri": "sip:echo@pbx.example.com"},
+         "media_port": choice},
+        {"name": "callers", "endpoints": 1, "target": {"group": "callees"}, "media_port": choice},
+        {"name": "callees", "endpoints": 1, "media_port": choice},
+    ]  # fmt: skip
+    run = plan_builtin(make(groups))
+    assert {p.shared_media_port for p in run.endpoints} == {expected}
+
+
+def test_an_unknown_media_port_names_the_choices() -> None:
+    with pytest.raises(ValueError) as excinfo:
+        make([{"name": "g", "endpoints": 1, "media_port": "pooled"}])
+    assert str(excinfo.value) == (
+        "<test>: groups[0].media_port: Input should be 'auto', 'shared' or 'per_call', "
+        "got 'pooled'"
+    )
+
+
 def test_receivers_only_stay_registered_for_a_call_duration() -> None:
     run = plan_builtin(
         make(

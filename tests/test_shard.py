@@ -7,6 +7,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from callmeter.models import parse_test
 from callmeter.planner import RegistrarEndpoint, RunPlan, plan
 from callmeter.registrar import RunningRegistrar
@@ -60,6 +62,38 @@ async def run_shard(
 
 def rows_of(collected: list[ShardRows], kind: str) -> list[dict[str, Any]]:
     return [row for rows in collected for row in getattr(rows, kind)]
+
+
+def _media_port_test(choice: str) -> Any:
+    return small_test(
+        call_duration_s=2,
+        groups=[
+            {"name": "callers", "endpoints": 3, "target": {"group": "callees"},
+             "media_port": choice},
+            {"name": "callees", "endpoints": 3, "media_port": choice},
+        ],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("choice", ["auto", "per_call"])
+def test_calls_between_our_endpoints_share_the_shards_port_unless_told_not_to(
+    choice: str,
+) -> None:
+    shard, collected = run(run_shard(_media_port_test(choice)))
+    final = [r for r in rows_of(collected, "endpoints") if "outcome" in r]
+    assert {r["outcome"] for r in final} == {"SUCCESS"} and len(final) == 6
+    received = [r for r in rows_of(collected, "metrics") if r["direction"] == "receive"]
+    assert len(received) == 6 * 2
+    assert all(r["packets"] >= 45 and r["packets_lost"] == 0 for r in received)
+    assert all(r["packets_late_discarded"] == 0 for r in received)  # no stream crossed over
+    port = shard.media_port
+    if choice == "per_call":
+        assert port is None
+        return
+    assert port is not None and port.stats.malformed == port.stats.handler_errors == 0
+    # what arrives after a call released its channel: the peer's last RTCP (BYE) at most
+    assert port.stats.unmatched <= 6
+    assert port.rtp.stats.packets_received >= 6 * 2 * 45
 
 
 def test_a_planned_shard_runs_calls_and_reports_everything_once() -> None:

@@ -41,7 +41,7 @@ from typing import Final
 
 from callmeter.media.core import MediaCore
 from callmeter.sip.core import Address
-from callmeter.transport.batch import DEFAULT_CAPACITY, BatchSocket
+from callmeter.transport.batch import DEFAULT_CAPACITY, BatchSocket, available
 from callmeter.transport.media import MediaSocketStats, MediaTicker, bind_pair, is_rtcp
 
 __all__ = ["MediaChannel", "MediaPort", "MediaPortStats"]
@@ -184,6 +184,12 @@ class MediaPort:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
         loop = asyncio.get_running_loop()
         return cls(loop, BatchSocket(rtp_sock, capacity), BatchSocket(rtcp_sock, capacity))
+
+    @staticmethod
+    def supports(host: str) -> bool:
+        """Whether a shared port can serve ``host``: an IPv4 address on a platform with
+        ``sendmmsg``/``recvmmsg``. Elsewhere calls keep a socket each."""
+        return available() and ":" not in host
 
     def channel(self) -> MediaChannel:
         return MediaChannel(self)
