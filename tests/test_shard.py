@@ -85,7 +85,9 @@ def test_calls_between_our_endpoints_share_the_shards_port_unless_told_not_to(
     received = [r for r in rows_of(collected, "metrics") if r["direction"] == "receive"]
     assert len(received) == 6 * 2
     assert all(r["packets"] >= 45 and r["packets_lost"] == 0 for r in received)
-    assert all(r["packets_late_discarded"] == 0 for r in received)  # no stream crossed over
+    # A stream crossed over to another call would be late nearly whole (seen when it happened:
+    # 50 of 50 a second); a loop busy setting up calls may make a packet or two late.
+    assert all(r["packets_late_discarded"] <= r["packets"] // 10 for r in received)
     port = shard.media_port
     if choice == "per_call":
         assert port is None
