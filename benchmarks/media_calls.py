@@ -55,7 +55,7 @@ from callmeter.media.sdp import (
 )
 from callmeter.media.session import MediaSession
 from callmeter.media.source import MediaLibrary
-from callmeter.transport import run
+from callmeter.transport import run, tune_gc_for_load
 from callmeter.transport.media import MediaPath, MediaTicker, TickerHealth, open_media_socket
 from callmeter.transport.mediaport import MediaChannel, MediaPort
 
@@ -199,6 +199,7 @@ class Snapshots:
 def _peer(
     control: multiprocessing.connection.Connection, count: int, slices: int, shared: bool
 ) -> None:
+    tune_gc_for_load()  # as every shard does (actors/shard.py)
     run(_peer_main(control, count, slices, shared), use_uvloop=True)
 
 
@@ -362,6 +363,7 @@ def run_ours(count: int, seconds: float, slices: int, shared: bool) -> Result:
         target=_peer, args=(theirs, count, slices, shared), daemon=True
     )
     process.start()
+    tune_gc_for_load()  # as every shard does (actors/shard.py)
     try:
         return run(measure(count, seconds, slices, shared, ours), use_uvloop=True)
     finally:
