@@ -32,6 +32,14 @@ for entry in "${peers[@]}"; do
     missing+=("$package")
   fi
 done
+# mypyc compiles the media hot path: a C compiler and the interpreter's headers
+if [[ ${CALLMETER_PURE:-} != 1 ]]; then
+  command -v cc >/dev/null || missing+=(gcc)
+  if ! "$python" -c 'import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    missing+=(python3-dev)
+  fi
+fi
 
 if ((${#missing[@]})); then
   sudo=()
@@ -41,7 +49,7 @@ if ((${#missing[@]})); then
   echo "install.sh: installing ${missing[*]}"
   "${sudo[@]}" apt-get update
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    sip-tester kamailio kamailio-sqlite-modules baresip-core tshark chromium
+    sip-tester kamailio kamailio-sqlite-modules baresip-core tshark chromium "${missing[@]}"
 else
   echo "install.sh: SIPp, Kamailio, baresip, tshark and chromium already installed"
 fi
