@@ -288,8 +288,7 @@ def test_an_unknown_media_port_names_the_choices() -> None:
     with pytest.raises(ValueError) as excinfo:
         make([{"name": "g", "endpoints": 1, "media_port": "pooled"}])
     assert str(excinfo.value) == (
-        "<test>: groups[0].media_port: Input should be 'auto', 'shared' or 'per_call', "
-        "got 'pooled'"
+        "<test>: groups[0].media_port: Input should be 'auto', 'shared' or 'per_call', got 'pooled'"
     )
 
 
