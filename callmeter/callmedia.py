@@ -105,7 +105,9 @@ class CallMedia:
         self.loop = asyncio.get_running_loop()
         self.ticker = ticker_for(self.loop)
         host, port = socket.local_address
-        shared = socket.port if isinstance(socket, MediaChannel) else None
+        self.channel = socket if isinstance(socket, MediaChannel) else None
+        """The socket when it is a channel of the shared port (SSRCs declared, peers told)."""
+        shared = None if self.channel is None else self.channel.port
         self.offer_answer = SdpOfferAnswer(
             host, lambda: port, list(options.codecs), ptime_ms=options.ptime_ms, rtcp_mux=True,
             rng=rng, ssrc_allocator=None if shared is None else lambda: shared.new_ssrc(rng),
@@ -138,8 +140,8 @@ class CallMedia:
         elif isinstance(event, (CallEnded, CallFailed, CallCancelled)):
             self._stop(event.call_id)
             ssrc = self.offer_answer.local_ssrc(event.call_id)
-            if ssrc is not None and isinstance(self.socket, MediaChannel):
-                self.socket.port.free_ssrc(ssrc)
+            if ssrc is not None and self.channel is not None:
+                self.channel.port.free_ssrc(ssrc)
 
     def session(self, call_id: str) -> MediaSession | None:
         running = self._running.get(call_id)
@@ -169,8 +171,8 @@ class CallMedia:
             jitter_buffer=self.options.jitter_buffer,
         )  # fmt: skip
         self._running[call_id] = _Running(session, now, last_at=now)
-        if isinstance(self.socket, MediaChannel):
-            self.socket.expect(
+        if self.channel is not None:
+            self.channel.expect(
                 negotiated.remote_rtp, negotiated.remote_rtcp, negotiated.remote_ssrc
             )
         self.ticker.add(session, self.socket)
@@ -186,8 +188,8 @@ class CallMedia:
             return
         self._record(call_id, running, self.loop.time(), final=True)
         self.ticker.remove(running.session)
-        if isinstance(self.socket, MediaChannel):
-            self.socket.release()
+        if self.channel is not None:
+            self.channel.release()
 
     def _every_second(self) -> None:
         """One row per call and direction; the next tick stays on the one-second grid, so a

@@ -130,7 +130,6 @@ class _Batch:
         ]
         data_at, iovs_at, headers_at, names_at = (ctypes.addressof(c) for c in self._keep)
         self.headers_at = headers_at
-        self.names_at = names_at
         for i in range(capacity):
             _POINTER.pack_into(self.iovs, i * _IOV_SIZE, data_at + i * slot_size)
             _SIZE.pack_into(self.iovs, i * _IOV_SIZE + _IOV_LEN_AT, slot_size)

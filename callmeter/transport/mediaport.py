@@ -159,9 +159,11 @@ class MediaPort:
         self.stats = MediaPortStats()
         self._routes: dict[Address, dict[int, MediaChannel]] = {}
         """source -> SSRC -> channel: declared or latched."""
-        self._expecting: dict[Address, list[MediaChannel]] = {}
+        # Insertion-ordered dicts used as sets: a call's end removes it in O(1), though every
+        # call between our own endpoints expects the same source (the peer shard's port).
+        self._expecting: dict[Address, dict[MediaChannel, None]] = {}
         """source -> every channel whose peer sends from it."""
-        self._waiting: dict[Address, list[MediaChannel]] = {}
+        self._waiting: dict[Address, dict[MediaChannel, None]] = {}
         """source -> channels with no SSRC from it yet, in the order their calls started."""
         self._ssrcs: set[int] = set()
         self._out: list[bytes] = []
@@ -274,7 +276,7 @@ class MediaPort:
         if len(data) < 8:
             self.stats.malformed += 1
             return None
-        if 192 <= data[1] <= 223:  # RTCP: the sender's SSRC follows the header word
+        if is_rtcp(data):  # the sender's SSRC follows the header word
             ssrc = int.from_bytes(data[4:8], "big")
         elif len(data) >= 12:
             ssrc = int.from_bytes(data[8:12], "big")
@@ -292,37 +294,33 @@ class MediaPort:
         """A source and SSRC seen for the first time: the call that waits for it, if any."""
         waiting = self._waiting.get(addr)
         if waiting:
-            channel = waiting[0]
+            channel = next(iter(waiting))
             for source in channel._sources:
-                self._unwait(channel, source)
+                _discard(self._waiting, source, channel)
         else:
             expecting = self._expecting.get(addr)
-            if expecting is None or len(expecting) != 1 or expecting[0]._declared:
+            if expecting is None or len(expecting) != 1:
                 self.stats.unmatched += 1
                 return None
-            channel = expecting[0]  # the one call this peer talks to changed its SSRC
+            channel = next(iter(expecting))  # the one call this peer talks to changed SSRC
+            if channel._declared:
+                self.stats.unmatched += 1
+                return None
         for source in channel._sources:
             self._add_route(channel, source, ssrc)
         return channel
 
     def _expect(self, channel: MediaChannel, ssrc: int | None) -> None:
         for source in channel._sources:
-            self._expecting.setdefault(source, []).append(channel)
+            self._expecting.setdefault(source, {})[channel] = None
             if ssrc is None:
-                self._waiting.setdefault(source, []).append(channel)
+                self._waiting.setdefault(source, {})[channel] = None
             else:
                 self._add_route(channel, source, ssrc)
 
     def _add_route(self, channel: MediaChannel, source: Address, ssrc: int) -> None:
         self._routes.setdefault(source, {})[ssrc] = channel
         channel._keys.append((source, ssrc))
-
-    def _unwait(self, channel: MediaChannel, source: Address) -> None:
-        waiting = self._waiting.get(source)
-        if waiting is not None and channel in waiting:
-            waiting.remove(channel)
-            if not waiting:
-                del self._waiting[source]
 
     def _forget(self, channel: MediaChannel) -> None:
         for source, ssrc in channel._keys:
@@ -332,9 +330,16 @@ class MediaPort:
                 if not routes:
                     del self._routes[source]
         for source in channel._sources:
-            self._unwait(channel, source)
-            expecting = self._expecting.get(source)
-            if expecting is not None and channel in expecting:
-                expecting.remove(channel)
-                if not expecting:
-                    del self._expecting[source]
+            _discard(self._waiting, source, channel)
+            _discard(self._expecting, source, channel)
+
+
+def _discard(
+    table: dict[Address, dict[MediaChannel, None]], source: Address, channel: MediaChannel
+) -> None:
+    """Take ``channel`` out of ``table[source]``, and the source out when none is left."""
+    channels = table.get(source)
+    if channels is not None:
+        channels.pop(channel, None)
+        if not channels:
+            del table[source]
