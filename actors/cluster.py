@@ -97,9 +97,11 @@ def disconnect() -> None:
     _state = None
 
 
-def _stop_leftovers(since: float, settle_s: float = 1.0, limit_s: float = 10.0) -> None:
+def _stop_leftovers(since: float, settle_s: float = 0.3, limit_s: float = 10.0) -> None:
     """Kill the Ray processes left in our process group, started since ``since`` (so only
-    those of our own cluster), until none shows up for ``settle_s``."""
+    those of our own cluster), until none shows up for ``settle_s``. Nothing new is started
+    once ``ray.shutdown`` returned (the raylet that starts agents is gone): the settle only
+    covers agents still exiting, and every run's command pays it."""
     deadline = time.monotonic() + limit_s
     quiet_since = time.monotonic()
     while time.monotonic() < deadline and time.monotonic() - quiet_since < settle_s:

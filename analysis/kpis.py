@@ -66,7 +66,7 @@ from typing import Final
 import duckdb
 import pandas as pd
 
-from analysis.runs import CALL_OUTCOMES, SUCCESS_OUTCOMES, Direction, _sql_list
+from analysis.runs import _ATTEMPTED, SUCCESS_OUTCOMES, Direction, _sql_list
 from callmeter.lifecycle import Outcome
 
 __all__ = ["KPI_COLUMNS", "KPI_NAMES", "R_BUDGET_TERMS", "kpis", "r_budget"]
@@ -101,7 +101,6 @@ _SOURCES: Final = {
 _EFFECTIVE_FAILURES: Final = (480, 486, 600, 603)
 _INEFFECTIVE: Final = (408, 500, 503, 504)
 
-_ATTEMPTS: Final = f"role = 'caller' AND outcome IN {_sql_list(CALL_OUTCOMES)}"
 # Answered: a 2xx final response; a row without the code falls back on the outcome (a call
 # that ended normally or whose BYE failed was answered).
 _ANSWERED: Final = (
@@ -118,7 +117,7 @@ _RATIOS_SQL: Final = f"""
         count(*) FILTER (WHERE final_status_code IN {_INEFFECTIVE}
                          OR outcome = 'TIMEOUT') AS ineffective,
         count(*) FILTER (WHERE outcome IN {_sql_list(SUCCESS_OUTCOMES)}) AS completed
-    FROM endpoints WHERE run_id = $run_id AND {_ATTEMPTS}"""
+    FROM endpoints WHERE run_id = $run_id AND {_ATTEMPTED}"""
 
 _TRACE_TIMES: Final = r"""
     trace AS (
@@ -154,13 +153,13 @@ _DELAYS_SQL: Final = f"""
         SELECT 'RRD' AS kpi, coalesce(e.registration_time_ms, traced.rrd_ms) AS v
             FROM e FULL OUTER JOIN traced USING (endpoint_id)
         UNION ALL SELECT 'SRD', coalesce(post_dial_delay_ms, setup_time_ms)
-            FROM e WHERE {_ATTEMPTS} AND {_ANSWERED}
+            FROM e WHERE {_ATTEMPTED} AND {_ANSWERED}
         UNION ALL SELECT 'SRD_FAILED', traced.srd_failed_ms
             FROM e JOIN traced USING (endpoint_id)
-            WHERE {_ATTEMPTS} AND final_status_code BETWEEN 400 AND 699
+            WHERE {_ATTEMPTED} AND final_status_code BETWEEN 400 AND 699
         UNION ALL SELECT 'SDD', disconnect_delay_ms FROM e
             WHERE outcome = 'TEARDOWN_ERROR' OR outcome_reason LIKE 'ended by local%'
-        UNION ALL SELECT 'SDT', call_duration_s FROM e WHERE {_ATTEMPTS} AND {_ANSWERED})
+        UNION ALL SELECT 'SDT', call_duration_s FROM e WHERE {_ATTEMPTED} AND {_ANSWERED})
     SELECT kpi, count(v) AS count, avg(v) AS mean, quantile_cont(v, 0.5) AS p50,
         quantile_cont(v, 0.95) AS p95, max(v) AS max
     FROM samples GROUP BY kpi"""

@@ -85,12 +85,27 @@ def attempt(action: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     try:
         return action(*args, **kwargs)
     except ApiError as error:
-        if error.status == 401:
-            st.session_state.pop(TOKEN, None)
-            st.error("Your session has ended: log in again.")
-        else:
-            st.error(error.message)
+        _show(error)
         return None
+
+
+def done(action: Callable[..., object], *args: Any, **kwargs: Any) -> bool:
+    """Whether ``action(...)`` succeeded, for actions that answer nothing (a delete): with
+    :func:`attempt` a refused one would also give None, and a rerun would hide its message."""
+    try:
+        action(*args, **kwargs)
+    except ApiError as error:
+        _show(error)
+        return False
+    return True
+
+
+def _show(error: ApiError) -> None:
+    if error.status == 401:
+        st.session_state.pop(TOKEN, None)
+        st.error("Your session has ended: log in again.")
+    else:
+        st.error(error.message)
 
 
 def _pick(key: str, options: list[Any], attribute: str) -> Any:

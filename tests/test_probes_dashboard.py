@@ -6,10 +6,8 @@ page list; creating a probe, a webhook (its secret shown once) and a status page
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +18,9 @@ from streamlit.testing.v1 import AppTest
 
 from callmeter.probes.testing import ScriptedExecutor, measured
 from callmeter.server.testing import Harness
+from tests.test_client import free_port, until
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 class Served:

@@ -11,9 +11,7 @@ skipped when either is missing.
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +25,7 @@ from callmeter.probes.models import Health
 from callmeter.probes.status_page import Incident, day_bars, incidents, uptime_percent
 from callmeter.probes.testing import failed, measured
 from callmeter.server.testing import FakeClock, Harness
+from tests.test_client import free_port, until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -72,20 +71,6 @@ class Site:
     h: Harness
     url: str
     secrets: dict[str, str]  # what must never show: label -> text
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

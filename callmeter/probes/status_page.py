@@ -32,6 +32,7 @@ from typing import Any
 
 from callmeter.probes import repo
 from callmeter.probes.models import Health, StatusPageOut
+from callmeter.probes.webhooks import iso_utc
 from callmeter.server.db import Tx
 
 __all__ = [
@@ -228,10 +229,6 @@ def _when(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
-
-
 def _duration(seconds: float) -> str:
     minutes = max(1, round(seconds / 60))
     if minutes < 60:
@@ -276,11 +273,11 @@ def _component(view: ComponentView) -> str:
 
 def _incident(incident: Incident, now: float) -> str:
     label = _LABELS[incident.severity]
-    start = f'<time datetime="{_iso(incident.started_at)}">{_when(incident.started_at)}</time>'
+    start = f'<time datetime="{iso_utc(incident.started_at)}">{_when(incident.started_at)}</time>'
     if incident.ended_at is None:
         period = f"ongoing since {start} ({_duration(now - incident.started_at)})"
     else:
-        end = f'<time datetime="{_iso(incident.ended_at)}">{_when(incident.ended_at)}</time>'
+        end = f'<time datetime="{iso_utc(incident.ended_at)}">{_when(incident.ended_at)}</time>'
         period = f"{start} to {end} ({_duration(incident.ended_at - incident.started_at)})"
     return (
         f'<div class="incident" data-severity="{incident.severity.lower()}">'
@@ -309,7 +306,7 @@ def render(view: PageView) -> str:
         f'style="background:{_COLOURS[view.overall]}">{_e(_BANNERS[view.overall])}</div>'
         f'<section class="components">{components}</section>'
         f'<h2>Incidents</h2><section class="incidents">{timeline}</section>'
-        f'<footer>Updated <time datetime="{_iso(view.generated_at)}">'
+        f'<footer>Updated <time datetime="{iso_utc(view.generated_at)}">'
         f"{_when(view.generated_at)}</time> &middot; powered by callmeter</footer>"
         "</main></body></html>"
     )

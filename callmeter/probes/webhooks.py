@@ -64,6 +64,7 @@ __all__ = [
     "enqueue_status_changed",
     "enqueue_test",
     "is_loopback",
+    "iso_utc",
     "new_secret",
     "sign",
     "status_changed_body",
@@ -141,7 +142,8 @@ def verify(
     return any(hmac.compare_digest(expected, given) for given in fields.get("v1", ()))
 
 
-def _iso(seconds: float) -> str:
+def iso_utc(seconds: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with a Z (the payloads' and status pages' timestamps)."""
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -169,7 +171,7 @@ def status_changed_body(
     return {
         "event": EVENT_STATUS_CHANGED,
         "event_id": event_id,
-        "occurred_at": _iso(occurred_at),
+        "occurred_at": iso_utc(occurred_at),
         "probe": {"id": context.probe_id, "name": context.probe_name},
         "project": {"id": context.project_id, "name": context.project_name},
         "previous_state": str(previous),
@@ -210,7 +212,7 @@ def enqueue_test(tx: Tx, webhook_id: str, probe: Mapping[str, str], now: float) 
     """A ``webhook.test`` delivery, to check a receiver and its signature check."""
     hook = repo.get_webhook(tx, webhook_id)
     event_id = new_id("evt")
-    body = _dumps({"event": EVENT_TEST, "event_id": event_id, "occurred_at": _iso(now),
+    body = _dumps({"event": EVENT_TEST, "event_id": event_id, "occurred_at": iso_utc(now),
                    "probe": dict(probe)})  # fmt: skip
     return repo.insert_delivery(tx, hook, EVENT_TEST, event_id, None, body, now)
 

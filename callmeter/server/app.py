@@ -9,6 +9,7 @@ RUNNING become FAILED with the reason; queued runs stay queued) and mounts the A
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -176,9 +177,9 @@ def create_app(
             probe_scheduler.start()
         try:
             yield
-        finally:
-            probe_scheduler.close()
-            queue.close()
+        finally:  # both join threads (a run may take seconds to stop): off the event loop
+            await asyncio.to_thread(probe_scheduler.close)
+            await asyncio.to_thread(queue.close)
 
     app = FastAPI(
         title="callmeter",

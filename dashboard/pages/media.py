@@ -61,5 +61,5 @@ if files:
         "Media file", list(names), format_func=names.__getitem__, key="media_pick"
     )
     if right.button("Delete", key="media_delete") and doomed:
-        if api.attempt(client.delete_media, doomed) is None:
+        if api.done(client.delete_media, doomed):
             st.rerun()

@@ -359,8 +359,8 @@ def webhooks(probe: ProbeOut) -> None:
             if a.button(
                 "Disable" if hook.enabled else "Enable", key=f"pr_toggle_{hook.webhook_id}"
             ):
-                api.attempt(client.update_webhook, hook.webhook_id, enabled=not hook.enabled)
-                st.rerun()
+                if api.done(client.update_webhook, hook.webhook_id, enabled=not hook.enabled):
+                    st.rerun()
             if b.button("Send a test event", key=f"pr_test_{hook.webhook_id}"):
                 api.attempt(client.send_test_webhook, hook.webhook_id)
             if c.button("New secret", key=f"pr_rotate_{hook.webhook_id}"):
@@ -369,8 +369,8 @@ def webhooks(probe: ProbeOut) -> None:
                     st.session_state["pr_new_secret"] = rotated.secret
                     st.rerun()
             if d.button("Delete", key=f"pr_delete_{hook.webhook_id}"):
-                api.attempt(client.delete_webhook, hook.webhook_id)
-                st.rerun()
+                if api.done(client.delete_webhook, hook.webhook_id):
+                    st.rerun()
             deliveries = api.attempt(client.webhook_deliveries, hook.webhook_id) or []
             if deliveries:
                 st.dataframe(
@@ -427,7 +427,7 @@ with tab_history:
 with tab_settings:
     probe_form(project.project_id, probe)
     if st.button("Delete this probe", key="pr_delete_probe"):
-        if api.attempt(client.delete_probe, probe.probe_id) is None:
+        if api.done(client.delete_probe, probe.probe_id):
             st.session_state[PICK_NEXT] = None
             st.rerun()
 with tab_hooks:

@@ -96,7 +96,7 @@ if accounts:
         "Account", list(usernames), format_func=usernames.__getitem__, key="acc_pick"
     )
     if c2.button("Delete account", key="acc_delete") and doomed:
-        if api.attempt(client.delete_account, doomed) is None:
+        if api.done(client.delete_account, doomed):
             st.rerun()
 if accounts:
     st.subheader("Test a registration")
@@ -125,5 +125,5 @@ if accounts:
             ]
             st.code("\n".join(ladder) or "no SIP message", language=None)
 if st.button("Delete this registrar", key="reg_delete"):
-    if api.attempt(client.delete_registrar, registrar_id) is None:
+    if api.done(client.delete_registrar, registrar_id):
         st.rerun()

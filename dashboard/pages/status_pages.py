@@ -129,6 +129,6 @@ page = next(p for p in pages if p.status_page_id == picked)
 st.link_button("Open the public page", page.url, icon=":material/open_in_new:")
 page_form(project.project_id, probes, page)
 if st.button("Delete this status page", key="sp_delete"):
-    if api.attempt(client.delete_status_page, page.status_page_id) is None:
+    if api.done(client.delete_status_page, page.status_page_id):
         st.session_state[PICK_NEXT] = None
         st.rerun()
