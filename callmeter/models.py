@@ -166,19 +166,12 @@ def _check_sip_domain(value: str) -> str:
     their address of record (``sip:1001@127.0.0.1:5070``, RFC 3261 hostport)."""
     host, colon, port = value.rpartition(":")
     if colon and port.isdigit() and _HOST_RE.fullmatch(host) and not _HOST_RE.fullmatch(value):
-        _check_domain(host)
-        if not 1 <= int(port) <= 65535:
-            raise ValueError(f"port {port} is outside 1..65535 in {value!r}")
+        parse_hostport(value)  # the port's range
         return value
     return _check_domain(value)
 
 
 SipDomain = Annotated[str, AfterValidator(_check_sip_domain)]
-
-
-def _has_port(domain: str) -> bool:
-    _, colon, port = domain.rpartition(":")
-    return bool(colon) and port.isdigit() and not _HOST_RE.fullmatch(domain)
 
 
 def _not_a_number(value: object) -> object:
@@ -324,12 +317,10 @@ class Registrar(_Model):
             return self
         if self.domain is None:
             raise _Problems([("domain", "an external registrar needs a domain (or builtin: true)")])
-        if self.host is None:
-            self.host, _, port = (
-                self.domain.rpartition(":") if _has_port(self.domain) else (self.domain, "", "")
-            )
-            if port and "port" not in self.model_fields_set:
-                self.port = int(port)
+        if self.host is None:  # the domain is valid here: a host, or host:port
+            self.host, port = parse_hostport(self.domain, self.port)
+            if port != self.port and "port" not in self.model_fields_set:
+                self.port = port
         shown = self.accounts_file
         if shown is not None:
             path = _resolve_path(shown, info)
