@@ -71,9 +71,18 @@ class Caller:
         """Check an action in a project: visible (else 404), allowed by the project role."""
         return self.on_resource(tx, "project", project_id, action)
 
-    def on_resource(self, tx: Tx, kind: str, resource_id: str, action: Action) -> Owner:
-        """Check an action on a project resource (``kind`` as in ``repo_resources.KINDS``)."""
-        owner = repo_resources.owner_of(tx, kind, resource_id)
+    def on_resource(
+        self,
+        tx: Tx,
+        kind: str,
+        resource_id: str,
+        action: Action,
+        owner_of: Callable[[Tx, str, str], Owner] = repo_resources.owner_of,
+    ) -> Owner:
+        """Check an action on a project resource (``kind`` as in ``repo_resources.KINDS``, or
+        as the ``owner_of`` given knows them): 404 for what the caller cannot see, 403 for
+        what their project role does not allow."""
+        owner = owner_of(tx, kind, resource_id)
         try:
             member = self.membership(tx, owner.organization_id)
         except NotFound:

@@ -30,11 +30,11 @@ from callmeter.probes.models import (
 )
 from callmeter.probes.scheduler import ProbeScheduler
 from callmeter.server import repo_people
-from callmeter.server.access import Action, require
+from callmeter.server.access import Action
 from callmeter.server.context import Caller, Platform
 from callmeter.server.db import Tx
 from callmeter.server.deps import CallerDep, PageDep, PlatformDep, envelope, paged
-from callmeter.server.errors import InvalidInput, NotFound, PlanLimitExceeded
+from callmeter.server.errors import InvalidInput, PlanLimitExceeded
 from callmeter.server.payloads import Envelope
 from callmeter.server.plans import PlanLimits, check_probe_count
 from callmeter.server.repo_resources import Owner
@@ -53,18 +53,8 @@ SchedulerDep = Annotated[ProbeScheduler, Depends(get_scheduler)]
 
 
 def check_access(tx: Tx, caller: Caller, kind: str, resource_id: str, action: Action) -> Owner:
-    """As :meth:`Caller.on_resource`, for the probe kinds (``repo.KINDS``): 404 for what the
-    caller cannot see, 403 for what their project role does not allow."""
-    owner = repo.owner_of(tx, kind, resource_id)
-    try:
-        member = caller.membership(tx, owner.organization_id)
-    except NotFound:
-        raise NotFound.of(kind, resource_id) from None
-    role = member.project_role(owner.project_id)
-    if role is None:
-        raise NotFound.of(kind, resource_id)
-    require(role, action)
-    return owner
+    """:meth:`Caller.on_resource` for the probe kinds (``repo.KINDS``)."""
+    return caller.on_resource(tx, kind, resource_id, action, owner_of=repo.owner_of)
 
 
 # The test a probe becomes has groups; its problems are told in the probe's own fields.
