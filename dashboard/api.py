@@ -141,6 +141,16 @@ def project() -> ProjectOut | None:
     return _pick(PROJECT, projects(chosen.organization_id), "project_id")  # type: ignore[no-any-return]
 
 
+def require_project() -> ProjectOut:
+    """The project being looked at; without one, a hint to create it and the page stops."""
+    chosen = project()
+    if chosen is None:
+        st.info("Create a project first (sidebar: New project).")
+        st.stop()
+    assert chosen is not None  # st.stop() does not return
+    return chosen
+
+
 def select_run(run_id: str | None) -> None:
     if run_id is None:
         st.session_state.pop(RUN, None)

@@ -35,10 +35,7 @@ def value(row: Mapping[Any, Any], key: str, scale: float) -> float | None:
 
 
 st.title("Compare runs")
-project = api.project()
-if project is None:
-    st.info("Create a project first (sidebar: New project).")
-    st.stop()
+project = api.require_project()
 client = api.client()
 runs = api.attempt(client.runs, project.project_id) or []
 if len(runs) < 2:

@@ -20,10 +20,7 @@ TITLES = {
 }
 
 st.title("Live run")
-project = api.project()
-if project is None:
-    st.info("Create a project first (sidebar: New project).")
-    st.stop()
+project = api.require_project()
 client = api.client()
 runs = api.attempt(client.runs, project.project_id) or []
 if not runs:

@@ -9,10 +9,7 @@ import streamlit as st
 from dashboard import api
 
 st.title("Media files")
-project = api.project()
-if project is None:
-    st.info("Create a project first (sidebar: New project).")
-    st.stop()
+project = api.require_project()
 client = api.client()
 files = api.attempt(client.media_files, project.project_id) or []
 if files:

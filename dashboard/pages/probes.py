@@ -398,10 +398,7 @@ def webhooks(probe: ProbeOut) -> None:
 
 
 st.title("Probes")
-project = api.project()
-if project is None:
-    st.info("Create a project first (sidebar: New project).")
-    st.stop()
+project = api.require_project()
 client = api.client()
 probes = api.attempt(client.probes, project.project_id) or []
 st.caption(

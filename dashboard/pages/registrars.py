@@ -10,10 +10,7 @@ from callmeter.server.payloads import Transport
 from dashboard import api
 
 st.title("Registrars & SIP accounts")
-project = api.project()
-if project is None:
-    st.info("Create a project first (sidebar: New project).")
-    st.stop()
+project = api.require_project()
 client = api.client()
 registrars = api.attempt(client.registrars, project.project_id) or []
 

@@ -114,10 +114,7 @@ def drill_down(run_id: str, endpoints: pd.DataFrame) -> None:
 
 
 st.title("Results")
-project = api.project()
-if project is None:
-    st.info("Create a project first (sidebar: New project).")
-    st.stop()
+project = api.require_project()
 client = api.client()
 runs = api.attempt(client.runs, project.project_id) or []
 if not runs:

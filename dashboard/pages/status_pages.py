@@ -94,10 +94,7 @@ def page_form(project_id: str, probes: list[ProbeOut], page: StatusPageOut | Non
 
 
 st.title("Status pages")
-project = api.project()
-if project is None:
-    st.info("Create a project first (sidebar: New project).")
-    st.stop()
+project = api.require_project()
 client = api.client()
 pages = api.attempt(client.status_pages, project.project_id) or []
 probes = api.attempt(client.probes, project.project_id) or []

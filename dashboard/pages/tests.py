@@ -179,10 +179,7 @@ def save(project_id: str, run: bool) -> None:
 
 
 st.title("Tests")
-project = api.project()
-if project is None:
-    st.info("Create a project first (sidebar: New project).")
-    st.stop()
+project = api.require_project()
 client = api.client()
 tests = api.attempt(client.tests, project.project_id) or []
 
